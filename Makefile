@@ -1,0 +1,32 @@
+# Two commands for users (README): `make demo` and `make test`. Both honour AIRFLOW_CONN_LEAGUE_DB.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/plugins
+
+.PHONY: demo test lint bench clean
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "league-import needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/python -m league_import.cli demo
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check dags plugins tests bench
+	$(BIN)/ruff check --select AIR dags plugins
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/bench_upsert.py
+
+clean:
+	-$(BIN)/python -c 'from league_import.embedded import stop_server; stop_server()' 2>/dev/null
+	rm -rf .demo

@@ -1,0 +1,69 @@
+"""league_import: nightly league files into PostgreSQL, team ids preserved.
+
+Wiring only: schedule, params, defaults and the order of tasks. The work lives in the
+league_import package (plugins/); see README.md.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from league_import.operators import UpsertTeamsOperator, ValidateConstraintsOperator, mark_run_failed
+
+DEMO_DATA = str(Path(__file__).resolve().parents[1] / "include" / "demo_data")
+
+
+@dag(
+    dag_id="league_import",
+    schedule="30 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="America/Chicago"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["league", "etl"],
+    doc_md=__doc__,
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": mark_run_failed,
+    },
+    params={
+        "source_dir": Param(
+            DEMO_DATA,
+            type="string",
+            minLength=1,
+            description="Folder with one subfolder per league (series_stats.json and/or schedules.json).",
+        ),
+        "leagues": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="League codes to import; empty means every subfolder of source_dir.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="Compute and report everything, change nothing (all writes rolled back).",
+        ),
+        "max_deactivation_ratio": Param(
+            0.2,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="Fail before writing if a league would deactivate more than this share of its "
+            "active teams. A new season needs 1.0.",
+        ),
+    },
+)
+def league_import():
+    validate = ValidateConstraintsOperator(task_id="validate_constraints")
+    upsert = UpsertTeamsOperator(task_id="upsert_teams", finishes_run=True)
+    validate >> upsert
+
+
+league_import()
