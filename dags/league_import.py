@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import CronTriggerTimetable, Param, dag
 
 from league_import.operators import UpsertTeamsOperator, ValidateConstraintsOperator, mark_run_failed
 
@@ -19,7 +19,7 @@ DEMO_DATA = str(Path(__file__).resolve().parents[1] / "include" / "demo_data")
 
 @dag(
     dag_id="league_import",
-    schedule="30 2 * * *",
+    schedule=CronTriggerTimetable("30 2 * * *", timezone="America/Chicago"),  # nightly, after the scraper
     start_date=pendulum.datetime(2026, 1, 1, tz="America/Chicago"),
     catchup=False,
     max_active_runs=1,

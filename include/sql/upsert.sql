@@ -71,21 +71,25 @@ SET name = EXCLUDED.name
 WHERE s.name IS DISTINCT FROM EXCLUDED.name;
 
 -- name: upsert_teams
--- Returns one row per team written: created (new id) or updated (renamed, moved club, reactivated).
-INSERT INTO public.teams AS t (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
-SELECT %(league_id)s, c.id, s.id, st.team_name, st.team_key, st.sub_team, true
-FROM stage_teams st
-JOIN public.series s ON s.league_id = %(league_id)s AND s.series_key = st.series_key
-JOIN public.clubs c ON c.name_key = st.club_key
-ON CONFLICT (league_id, series_id, team_key) DO UPDATE
-SET team_name = EXCLUDED.team_name,
-    club_id = EXCLUDED.club_id,
-    sub_team = EXCLUDED.sub_team,
-    is_active = true,
-    updated_at = now()
-WHERE (t.team_name, t.club_id, t.sub_team, t.is_active)
-      IS DISTINCT FROM (EXCLUDED.team_name, EXCLUDED.club_id, EXCLUDED.sub_team, true)
-RETURNING (xmax = 0) AS created;
+-- Counts the teams written: created (new id) or updated (renamed, moved club, reactivated).
+WITH written AS (
+    INSERT INTO public.teams AS t (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
+    SELECT %(league_id)s, c.id, s.id, st.team_name, st.team_key, st.sub_team, true
+    FROM stage_teams st
+    JOIN public.series s ON s.league_id = %(league_id)s AND s.series_key = st.series_key
+    JOIN public.clubs c ON c.name_key = st.club_key
+    ON CONFLICT (league_id, series_id, team_key) DO UPDATE
+    SET team_name = EXCLUDED.team_name,
+        club_id = EXCLUDED.club_id,
+        sub_team = EXCLUDED.sub_team,
+        is_active = true,
+        updated_at = now()
+    WHERE (t.team_name, t.club_id, t.sub_team, t.is_active)
+          IS DISTINCT FROM (EXCLUDED.team_name, EXCLUDED.club_id, EXCLUDED.sub_team, true)
+    RETURNING (xmax = 0) AS created
+)
+SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated
+FROM written;
 
 -- name: deactivate_missing_teams
 -- Teams that left the sources: kept, with their ids, as inactive. Never deleted.
@@ -128,14 +132,18 @@ WHERE sc.league_id = %(league_id)s
   );
 
 -- name: upsert_schedule
-INSERT INTO public.schedule AS sc
-    (league_id, series_id, match_date, match_time, home_team_id, away_team_id, location)
-SELECT %(league_id)s, series_id, match_date, match_time, home_team_id, away_team_id, location
-FROM resolved_schedule
-ON CONFLICT ON CONSTRAINT schedule_natural_key DO UPDATE
-SET match_time = EXCLUDED.match_time, location = EXCLUDED.location
-WHERE (sc.match_time, sc.location) IS DISTINCT FROM (EXCLUDED.match_time, EXCLUDED.location)
-RETURNING (xmax = 0) AS created;
+WITH written AS (
+    INSERT INTO public.schedule AS sc
+        (league_id, series_id, match_date, match_time, home_team_id, away_team_id, location)
+    SELECT %(league_id)s, series_id, match_date, match_time, home_team_id, away_team_id, location
+    FROM resolved_schedule
+    ON CONFLICT ON CONSTRAINT schedule_natural_key DO UPDATE
+    SET match_time = EXCLUDED.match_time, location = EXCLUDED.location
+    WHERE (sc.match_time, sc.location) IS DISTINCT FROM (EXCLUDED.match_time, EXCLUDED.location)
+    RETURNING (xmax = 0) AS created
+)
+SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated
+FROM written;
 
 -- name: resolve_stats
 CREATE TEMP TABLE resolved_stats ON COMMIT DROP AS
@@ -153,24 +161,28 @@ WHERE ss.league_id = %(league_id)s
   );
 
 -- name: upsert_stats
-INSERT INTO public.series_stats AS ss
-    (league_id, series_id, team_id, points, matches_won, matches_lost, matches_tied,
-     lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost)
-SELECT %(league_id)s, series_id, team_id, points, matches_won, matches_lost, matches_tied,
-       lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost
-FROM resolved_stats
-ON CONFLICT ON CONSTRAINT series_stats_natural_key DO UPDATE
-SET points = EXCLUDED.points,
-    matches_won = EXCLUDED.matches_won, matches_lost = EXCLUDED.matches_lost,
-    matches_tied = EXCLUDED.matches_tied,
-    lines_won = EXCLUDED.lines_won, lines_lost = EXCLUDED.lines_lost,
-    lines_for = EXCLUDED.lines_for, lines_ret = EXCLUDED.lines_ret,
-    sets_won = EXCLUDED.sets_won, sets_lost = EXCLUDED.sets_lost,
-    games_won = EXCLUDED.games_won, games_lost = EXCLUDED.games_lost
-WHERE (ss.points, ss.matches_won, ss.matches_lost, ss.matches_tied, ss.lines_won, ss.lines_lost,
-       ss.lines_for, ss.lines_ret, ss.sets_won, ss.sets_lost, ss.games_won, ss.games_lost)
-      IS DISTINCT FROM
-      (EXCLUDED.points, EXCLUDED.matches_won, EXCLUDED.matches_lost, EXCLUDED.matches_tied,
-       EXCLUDED.lines_won, EXCLUDED.lines_lost, EXCLUDED.lines_for, EXCLUDED.lines_ret,
-       EXCLUDED.sets_won, EXCLUDED.sets_lost, EXCLUDED.games_won, EXCLUDED.games_lost)
-RETURNING (xmax = 0) AS created;
+WITH written AS (
+    INSERT INTO public.series_stats AS ss
+        (league_id, series_id, team_id, points, matches_won, matches_lost, matches_tied,
+         lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost)
+    SELECT %(league_id)s, series_id, team_id, points, matches_won, matches_lost, matches_tied,
+           lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost
+    FROM resolved_stats
+    ON CONFLICT ON CONSTRAINT series_stats_natural_key DO UPDATE
+    SET points = EXCLUDED.points,
+        matches_won = EXCLUDED.matches_won, matches_lost = EXCLUDED.matches_lost,
+        matches_tied = EXCLUDED.matches_tied,
+        lines_won = EXCLUDED.lines_won, lines_lost = EXCLUDED.lines_lost,
+        lines_for = EXCLUDED.lines_for, lines_ret = EXCLUDED.lines_ret,
+        sets_won = EXCLUDED.sets_won, sets_lost = EXCLUDED.sets_lost,
+        games_won = EXCLUDED.games_won, games_lost = EXCLUDED.games_lost
+    WHERE (ss.points, ss.matches_won, ss.matches_lost, ss.matches_tied, ss.lines_won, ss.lines_lost,
+           ss.lines_for, ss.lines_ret, ss.sets_won, ss.sets_lost, ss.games_won, ss.games_lost)
+          IS DISTINCT FROM
+          (EXCLUDED.points, EXCLUDED.matches_won, EXCLUDED.matches_lost, EXCLUDED.matches_tied,
+           EXCLUDED.lines_won, EXCLUDED.lines_lost, EXCLUDED.lines_for, EXCLUDED.lines_ret,
+           EXCLUDED.sets_won, EXCLUDED.sets_lost, EXCLUDED.games_won, EXCLUDED.games_lost)
+    RETURNING (xmax = 0) AS created
+)
+SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated
+FROM written;

@@ -17,7 +17,7 @@ _GLUED_PAREN = re.compile(r"(?<=\S)\((?=\d+\))")
 _DASH_TAIL = re.compile(r"^(?P<head>.*?\S)\s*-\s*(?P<tail>[^-]+)$")
 _LEADING_DASHES = re.compile(r"^[\s-]+")
 _MARKER = re.compile(r"^(?:\((?P<num>\d+)\)|(?P<roman>I{1,3}|IV)|(?P<letter>[A-Z]))$")
-_ALNUM = re.compile(r"\w")
+_LETTER = re.compile(r"[^\W\d_]")  # a club name has at least one letter
 
 
 class TeamNameError(ValueError):
@@ -121,7 +121,7 @@ def parse_team(name: str, series_label: str) -> TeamIdentity:
         tokens = _drop_series_tokens(tokens[:-1], key) if len(tokens) > 1 else []
 
     club = " ".join(tokens).strip(" -")
-    if not _ALNUM.search(club):
+    if not _LETTER.search(club):
         raise fail("no club name left after removing series and sub-team parts")
     team_key = club.casefold() + (f" #{sub_team.casefold()}" if sub_team else "")
     display = f"{club} {sub_team}" if sub_team else club

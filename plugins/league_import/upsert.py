@@ -63,8 +63,7 @@ def load_league(conn: psycopg.Connection, league: LeagueSource, *, dry_run: bool
         args = {"league_id": league_id}
         clubs_created = cur.execute(q["upsert_clubs"]).rowcount
         series_written = cur.execute(q["upsert_series"], args).rowcount
-        written = cur.execute(q["upsert_teams"], args).fetchall()
-        created = sum(1 for (is_new,) in written if is_new)
+        created, updated = cur.execute(q["upsert_teams"], args).fetchone()
         deactivated = cur.execute(q["deactivate_missing_teams"], args).rowcount
 
         cur.execute(q["resolve_schedule"], args)
@@ -72,26 +71,26 @@ def load_league(conn: psycopg.Connection, league: LeagueSource, *, dry_run: bool
         if unresolved:
             raise RuntimeError(f"league {league.code}: {unresolved} schedule rows name a team that was not staged")
         schedule_deleted = cur.execute(q["delete_stale_schedule"], args).rowcount
-        schedule_written = cur.execute(q["upsert_schedule"], args).fetchall()
+        schedule_created, schedule_updated = cur.execute(q["upsert_schedule"], args).fetchone()
         cur.execute(q["resolve_stats"], args)
         stats_deleted = cur.execute(q["delete_stale_stats"], args).rowcount
-        stats_written = cur.execute(q["upsert_stats"], args).fetchall()
+        stats_created, stats_updated = cur.execute(q["upsert_stats"], args).fetchone()
 
         report = {
             "league_id": league_id,
             "teams_in_sources": len(league.teams),
             "teams_created": created,
-            "teams_updated": len(written) - created,
-            "teams_unchanged": len(league.teams) - len(written),
+            "teams_updated": updated,
+            "teams_unchanged": len(league.teams) - created - updated,
             "teams_deactivated": deactivated,
             "clubs_created": clubs_created,
             "series_written": series_written,
             "schedule_rows": len(league.schedule),
-            "schedule_created": sum(1 for (is_new,) in schedule_written if is_new),
-            "schedule_updated": sum(1 for (is_new,) in schedule_written if not is_new),
+            "schedule_created": schedule_created,
+            "schedule_updated": schedule_updated,
             "schedule_deleted": schedule_deleted,
             "stats_rows": len(league.stats),
-            "stats_written": len(stats_written),
+            "stats_written": stats_created + stats_updated,
             "stats_deleted": stats_deleted,
             **league.counts,
         }

@@ -249,3 +249,9 @@ def test_whole_sample() -> None:
     assert len(union) == 537
     assert len({s for s, _ in union}) == 53
     assert schedule_keys <= set(stat_keys)
+
+
+@pytest.mark.parametrize("name", [" - 1", "- 2", "2 - 2", "(3)"])
+def test_a_club_needs_a_letter(name):
+    with pytest.raises(TeamNameError, match="Series 2"):
+        parse_team(name, "Series 2")

@@ -96,7 +96,12 @@ def test_empty_array(tmp_path):
 
 @pytest.mark.parametrize(
     ("file", "index", "field"),
-    [(STATS_FILE, 7, "team"), (STATS_FILE, 3, "matches.won"), (SCHEDULE_FILE, 100, "home_team"), (SCHEDULE_FILE, 5, "date")],
+    [
+        (STATS_FILE, 7, "team"),
+        (STATS_FILE, 3, "matches.won"),
+        (SCHEDULE_FILE, 100, "home_team"),
+        (SCHEDULE_FILE, 5, "date"),
+    ],
 )
 def test_missing_field_names_file_record_and_field(tmp_path, file, index, field):
     src = copy_demo(tmp_path)
@@ -123,7 +128,9 @@ def test_league_code_disagreeing_with_folder(tmp_path, file, field):
     records = read(src, file)
     records[42][field] = "NSTF"
     write(src, file, records)
-    with pytest.raises(SourceError, match=rf"{file}: record 42: field '{field}' is 'NSTF' but the folder is '{LEAGUE}'"):
+    with pytest.raises(
+        SourceError, match=rf"{file}: record 42: field '{field}' is 'NSTF' but the folder is '{LEAGUE}'"
+    ):
         read_league(src / LEAGUE)
 
 
@@ -141,7 +148,9 @@ def test_bad_date_and_time(tmp_path):
     records = read(src, SCHEDULE_FILE)
     records[11]["date"] = "2024-09-24"
     write(src, SCHEDULE_FILE, records)
-    with pytest.raises(SourceError, match=r"schedules.json: record 11: field 'date' is '2024-09-24', expected MM/DD/YYYY"):
+    with pytest.raises(
+        SourceError, match=r"schedules.json: record 11: field 'date' is '2024-09-24', expected MM/DD/YYYY"
+    ):
         read_league(src / LEAGUE)
     records[11]["date"] = "09/24/2024"
     records[12]["time"] = "half past six"

@@ -1,0 +1,171 @@
+"""The league_import DAG: its wiring, and real runs with dag.test() and `airflow dags test`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import LEAGUE, REPO, copy_demo, read, snapshot, team_ids, write
+
+from league_import.sources import SCHEDULE_FILE, STATS_FILE
+
+pytestmark = pytest.mark.dag
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+DEFAULTS = {
+    "source_dir": str(REPO / "include" / "demo_data"),
+    "leagues": [],
+    "dry_run": False,
+    "max_deactivation_ratio": 0.2,
+}
+
+
+def run(dag, **conf):
+    """dag.test() keeps an earlier run's conf in the DAG's params: pass every param each time."""
+    return dag.test(run_conf={**DEFAULTS, **conf})
+
+
+def latest_run(uri) -> tuple[str, dict]:
+    with psycopg.connect(uri) as conn:
+        return conn.execute("SELECT status, report FROM etl.runs ORDER BY started_at DESC LIMIT 1").fetchone()
+
+
+def test_wiring(league_dag):
+    assert league_dag.dag_id == "league_import"
+    assert league_dag.catchup is False and league_dag.max_active_runs == 1
+    assert league_dag.timetable.expression == "30 2 * * *"
+    assert str(league_dag.timetable.timezone) in ("America/Chicago", "Timezone('America/Chicago')")
+    order = ["validate_constraints", "upsert_teams"]
+    for upstream, downstream in zip(order, order[1:]):
+        assert downstream in league_dag.get_task(upstream).downstream_task_ids
+    for task in league_dag.tasks:
+        assert task.retries >= 1 and task.retry_exponential_backoff
+        assert task.retry_delay >= timedelta(seconds=10)
+    params = league_dag.params
+    assert params["leagues"] == [] and params["dry_run"] is False
+    assert params["max_deactivation_ratio"] == 0.2
+    assert params["source_dir"].endswith("include/demo_data")
+    declared = {name: league_dag.params.get_param(name) for name in params}
+    assert declared["source_dir"].schema["type"] == "string"
+    assert declared["leagues"].schema["type"] == "array" and declared["dry_run"].schema["type"] == "boolean"
+    assert declared["max_deactivation_ratio"].schema == {"type": "number", "minimum": 0, "maximum": 1}
+    assert all(p.description for p in declared.values())
+
+
+def test_parsing_the_dag_file_stays_light():
+    """The scheduler parses the file every few seconds: no pandas or psycopg at import."""
+    code = (
+        "import sys, runpy; runpy.run_path(sys.argv[1]);"
+        "heavy = [m for m in ('pandas', 'psycopg', 'league_import.upsert') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "dags" / "league_import.py")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_run_on_demo_data_twice_keeps_ids(league_dag, db_uri):
+    assert run(league_dag).state == "success"
+    status, report = latest_run(db_uri)
+    assert status == "success"
+    assert report["upsert_teams"]["leagues"][LEAGUE]["teams_created"] == 537
+    assert report["validate_constraints"]["teams_in_sources"] == {LEAGUE: 537}
+    with psycopg.connect(db_uri) as conn:
+        first = team_ids(conn)
+        assert run(league_dag).state == "success"
+        assert team_ids(conn) == first
+    status, report = latest_run(db_uri)
+    counts = report["upsert_teams"]["leagues"][LEAGUE]
+    assert (counts["teams_created"], counts["teams_updated"], counts["teams_unchanged"]) == (0, 0, 537)
+
+
+def test_dry_run_changes_nothing(league_dag, db_uri, tmp_path):
+    assert run(league_dag).state == "success"
+    src = copy_demo(tmp_path)
+    write(src, STATS_FILE, read(src, STATS_FILE)[:500])
+    (src / LEAGUE / SCHEDULE_FILE).unlink()
+    with psycopg.connect(db_uri) as conn:
+        before = snapshot(conn)
+        assert run(league_dag, source_dir=str(src), dry_run=True, max_deactivation_ratio=1.0).state == "success"
+        assert snapshot(conn) == before
+    status, report = latest_run(db_uri)
+    assert report["upsert_teams"]["dry_run"] is True
+    assert report["upsert_teams"]["leagues"][LEAGUE]["teams_deactivated"] == 37
+
+
+def corrupt(src, case):
+    stats, schedule = read(src, STATS_FILE), read(src, SCHEDULE_FILE)
+    if case == "malformed_json":
+        (src / LEAGUE / STATS_FILE).write_text('[{"series": "Series 1", "team": ]')
+        return "series_stats.json: malformed JSON at line 1 column 33"
+    if case == "missing_field":
+        del schedule[17]["away_team"]
+        write(src, SCHEDULE_FILE, schedule)
+        return "schedules.json: record 17: missing field 'away_team'"
+    if case == "league_mismatch":
+        stats[5]["league_id"] = "CNSWPL"
+        write(src, STATS_FILE, stats)
+        return "series_stats.json: record 5: field 'league_id' is 'CNSWPL' but the folder is 'APTA_CHICAGO'"
+    if case == "unparseable_team":
+        stats[8]["team"] = " - 1"
+        write(src, STATS_FILE, stats)
+        return "series_stats.json: record 8: field 'team'"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["malformed_json", "missing_field", "league_mismatch", "unparseable_team"])
+def test_bad_input_fails_clearly_and_changes_nothing(league_dag, db_uri, tmp_path, case):
+    assert run(league_dag).state == "success"
+    src = copy_demo(tmp_path)
+    message = corrupt(src, case)
+    with psycopg.connect(db_uri) as conn:
+        before = snapshot(conn)
+        assert run(league_dag, source_dir=str(src)).state == "failed"
+        assert snapshot(conn) == before
+    status, report = latest_run(db_uri)
+    assert status == "failed"
+    assert message in report["error"] and report["error"].startswith("validate_constraints: ")
+
+
+def test_unknown_league_param(league_dag, db_uri):
+    assert run(league_dag, leagues=["NSTF"]).state == "failed"
+    status, report = latest_run(db_uri)
+    assert "param leagues: no folder for NSTF" in report["error"]
+    with psycopg.connect(db_uri) as conn:
+        assert conn.execute("SELECT count(*) FROM teams").fetchone()[0] == 0
+
+
+def test_guard_names_the_param_and_a_raised_ratio_passes(league_dag, db_uri, tmp_path):
+    assert run(league_dag).state == "success"
+    src = copy_demo(tmp_path)
+    write(src, STATS_FILE, read(src, STATS_FILE)[:300])
+    (src / LEAGUE / SCHEDULE_FILE).unlink()
+    with psycopg.connect(db_uri) as conn:
+        before = snapshot(conn)
+        assert run(league_dag, source_dir=str(src)).state == "failed"
+        assert snapshot(conn) == before
+        _, report = latest_run(db_uri)
+        assert "upsert_teams: league APTA_CHICAGO: this run would deactivate 237 of 537" in report["error"]
+        assert "max_deactivation_ratio" in report["error"]
+        assert run(league_dag, source_dir=str(src), max_deactivation_ratio=1.0).state == "success"
+        assert conn.execute("SELECT count(*) FROM teams WHERE NOT is_active").fetchone()[0] == 237
+
+
+def test_airflow_dags_test_cli_exit_codes(airflow_db, db_uri, tmp_path):
+    """CONTRACT section 2: `airflow dags test league_import -c ...` exits non-zero when the run fails."""
+    ok = subprocess.run([AIRFLOW, "dags", "test", "league_import", "-c", "{}"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    conf = json.dumps({"source_dir": str(tmp_path / "missing")})
+    bad = subprocess.run([AIRFLOW, "dags", "test", "league_import", "-c", conf], capture_output=True, text=True)
+    assert bad.returncode != 0
+    _, report = latest_run(db_uri)
+    assert "param source_dir" in report["error"]
