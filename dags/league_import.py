@@ -12,7 +12,12 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
-from league_import.operators import UpsertTeamsOperator, ValidateConstraintsOperator, mark_run_failed
+from league_import.operators import (
+    DeduplicateOperator,
+    UpsertTeamsOperator,
+    ValidateConstraintsOperator,
+    mark_run_failed,
+)
 
 DEMO_DATA = str(Path(__file__).resolve().parents[1] / "include" / "demo_data")
 
@@ -62,8 +67,9 @@ DEMO_DATA = str(Path(__file__).resolve().parents[1] / "include" / "demo_data")
 )
 def league_import():
     validate = ValidateConstraintsOperator(task_id="validate_constraints")
+    deduplicate = DeduplicateOperator(task_id="deduplicate")
     upsert = UpsertTeamsOperator(task_id="upsert_teams", finishes_run=True)
-    validate >> upsert
+    validate >> deduplicate >> upsert
 
 
 league_import()

@@ -137,7 +137,7 @@ WITH written AS (
         (league_id, series_id, match_date, match_time, home_team_id, away_team_id, location)
     SELECT %(league_id)s, series_id, match_date, match_time, home_team_id, away_team_id, location
     FROM resolved_schedule
-    ON CONFLICT ON CONSTRAINT schedule_natural_key DO UPDATE
+    ON CONFLICT (league_id, series_id, match_date, home_team_id, away_team_id) DO UPDATE
     SET match_time = EXCLUDED.match_time, location = EXCLUDED.location
     WHERE (sc.match_time, sc.location) IS DISTINCT FROM (EXCLUDED.match_time, EXCLUDED.location)
     RETURNING (xmax = 0) AS created
@@ -168,7 +168,7 @@ WITH written AS (
     SELECT %(league_id)s, series_id, team_id, points, matches_won, matches_lost, matches_tied,
            lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost
     FROM resolved_stats
-    ON CONFLICT ON CONSTRAINT series_stats_natural_key DO UPDATE
+    ON CONFLICT (league_id, series_id, team_id) DO UPDATE
     SET points = EXCLUDED.points,
         matches_won = EXCLUDED.matches_won, matches_lost = EXCLUDED.matches_lost,
         matches_tied = EXCLUDED.matches_tied,

@@ -41,6 +41,7 @@ class LeagueStepOperator(BaseOperator):
         self.finishes_run = finishes_run
 
     def execute(self, context: Context) -> dict:
+        from league_import.constraints import ConstraintError
         from league_import.runs import finish_run, record_step
         from league_import.sources import SourceError
         from league_import.upsert import DeactivationGuardError
@@ -49,7 +50,7 @@ class LeagueStepOperator(BaseOperator):
         with connect(self.conn_id) as conn:
             try:
                 report = self.run_step(conn, params, context["run_id"])
-            except (SourceError, DeactivationGuardError) as exc:
+            except (SourceError, DeactivationGuardError, ConstraintError) as exc:
                 raise AirflowFailException(str(exc)) from exc
             record_step(conn, context["run_id"], self.step, report)
             if self.finishes_run:
@@ -61,14 +62,16 @@ class LeagueStepOperator(BaseOperator):
 
 
 class ValidateConstraintsOperator(LeagueStepOperator):
-    """Create the schema and the run's etl.runs row, then validate the sources and params.
+    """Create missing tables, open the run's etl.runs row, validate sources and params, then check
+    every declared constraint and add the safe ones (league_import.constraints).
 
-    The (empty) schema is created even on a dry run: the run's report needs a place to live.
+    The empty tables are created even on a dry run: the run's report needs a place to live.
     """
 
     step = "validate_constraints"
 
     def run_step(self, conn, params: dict, run_id: str) -> dict:
+        from league_import.constraints import check_constraints, summarize
         from league_import.runs import start_run
         from league_import.schema import ensure_schema
         from league_import.sources import read_leagues
@@ -76,10 +79,54 @@ class ValidateConstraintsOperator(LeagueStepOperator):
         ensure_schema(conn)
         start_run(conn, run_id, bool(params["dry_run"]))
         leagues = read_leagues(params["source_dir"], params["leagues"])
+        findings = check_constraints(conn, apply=not params["dry_run"])
+        for finding in findings:
+            if finding.state != "present":
+                self.log.info("%s on %s: %s %s", finding.constraint, finding.table, finding.state, finding.action)
         return {
             "leagues": [lg.code for lg in leagues],
             "teams_in_sources": {lg.code: len(lg.teams) for lg in leagues},
+            "constraints": summarize(findings),
         }
+
+
+class DeduplicateOperator(LeagueStepOperator):
+    """Deduplicate tables on their natural keys, in the given order, one transaction per table.
+
+    Generic: `keys` is a list of {"table": ..., "columns": [...], "keep_order": [[column, "ASC"|"DESC"], ...]};
+    by default every natural key of league_import.catalog, referenced tables first.
+    """
+
+    step = "deduplicate"
+    template_fields = ("keys",)
+
+    def __init__(self, *, keys: list[dict] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.keys = keys
+
+    def run_step(self, conn, params: dict, run_id: str) -> dict:
+        from league_import.catalog import NATURAL_KEYS, NaturalKey
+        from league_import.dedup import deduplicate
+
+        keys = NATURAL_KEYS
+        if self.keys is not None:
+            keys = tuple(
+                NaturalKey(k["table"], tuple(k["columns"]), tuple(map(tuple, k.get("keep_order", ()))))
+                for k in self.keys
+            )
+        report = {"dry_run": bool(params["dry_run"]), "tables": {}}
+        for key in keys:
+            result = deduplicate(conn, key, run_id, dry_run=bool(params["dry_run"]))
+            report["tables"][key.table] = result
+            if result["duplicates"] or result["unique_added"]:
+                self.log.info(
+                    "%s: %s duplicates removed (%s), unique key added: %s",
+                    key.table,
+                    result["duplicates"],
+                    result["plan"],
+                    result["unique_added"],
+                )
+        return report
 
 
 class UpsertTeamsOperator(LeagueStepOperator):

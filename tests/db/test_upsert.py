@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import DEMO_DATA, LEAGUE, copy_demo, read, snapshot, team_ids, write
 
+from league_import.constraints import check_constraints
 from league_import.schema import ensure_schema
 from league_import.sources import SCHEDULE_FILE, STATS_FILE, SourceError, read_leagues
 from league_import.upsert import DeactivationGuardError, check_deactivation_guard, load_league
@@ -13,6 +14,7 @@ from league_import.upsert import DeactivationGuardError, check_deactivation_guar
 def run_import(conn, source_dir=DEMO_DATA, ratio=0.2, dry_run=False) -> dict:
     """What upsert_teams does: read everything, guard, then one transaction per league."""
     ensure_schema(conn)
+    check_constraints(conn)
     leagues = read_leagues(source_dir, [])
     check_deactivation_guard(conn, leagues, ratio)
     return {lg.code: load_league(conn, lg, dry_run=dry_run) for lg in leagues}

@@ -1,0 +1,189 @@
+"""Check the database against the declared constraints and add what is safe now.
+
+On a database left by the old system (missing UNIQUE keys, missing or NOT VALID foreign keys,
+duplicates), every missing or invalid constraint is reported with the rows that block it:
+- a UNIQUE key with no duplicates is added now; with duplicates, deduplicate adds it;
+- a foreign key to teams is added NOT VALID (no new orphans can be written) and validated after
+  restore_mapping repairs the orphans;
+- anything no later step can fix (a missing column, an orphan of another table) fails the step,
+  and nothing is changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from league_import.catalog import NATURAL_KEYS, REFERENCES, NaturalKey, Reference
+from league_import.sql import statements
+
+
+class ConstraintError(RuntimeError):
+    """A constraint that no step of the pipeline can make hold."""
+
+
+@dataclass
+class Finding:
+    constraint: str
+    table: str
+    kind: str  # unique | foreign_key
+    state: str  # present | added | added_not_valid | validated | missing | not_valid | failed
+    blocking_rows: int = 0
+    sample: list = field(default_factory=list)
+    action: str = ""
+    fatal: bool = False
+
+
+def _ident(*parts: str) -> sql.Identifier:
+    return sql.Identifier(*parts)
+
+
+def _columns(names) -> sql.Composed:
+    return sql.SQL(", ").join(map(_ident, names))
+
+
+def _run(cur: psycopg.Cursor, statement: str, params: dict | None = None, **parts) -> psycopg.Cursor:
+    return cur.execute(sql.SQL(statements("constraints")[statement]).format(**parts), params)
+
+
+def duplicates(cur: psycopg.Cursor, key: NaturalKey) -> tuple[int, int, list]:
+    """(repeated keys, extra rows, worst few keys with their copies)."""
+    key_json = sql.SQL("jsonb_build_object({})").format(
+        sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c), _ident(c)) for c in key.columns)
+    )
+    return _run(
+        cur, "duplicate_keys", table=_ident("public", key.table), key=_columns(key.columns), key_json=key_json
+    ).fetchone()
+
+
+def orphans(cur: psycopg.Cursor, ref: Reference) -> tuple[int, list]:
+    """(rows pointing at nothing, the first few such references)."""
+    return _run(
+        cur,
+        "orphans",
+        table=_ident("public", ref.table),
+        column=_ident(ref.column),
+        target=_ident("public", ref.target),
+        target_column=_ident(ref.target_column),
+    ).fetchone()
+
+
+def _fk_parts(ref: Reference) -> dict:
+    return {
+        "table": _ident("public", ref.table),
+        "name": _ident(ref.name),
+        "column": _ident(ref.column),
+        "target": _ident("public", ref.target),
+        "target_column": _ident(ref.target_column),
+    }
+
+
+def _attempt(conn: psycopg.Connection, finding: Finding, action) -> None:
+    """Run one DDL change in a savepoint: a failure is reported as fatal, not half-applied."""
+    try:
+        with conn.transaction():
+            action()
+    except psycopg.Error as exc:
+        finding.state, finding.fatal = "failed", True
+        finding.action = f"could not add: {exc.diag.message_primary or exc}"
+
+
+def check_constraints(conn: psycopg.Connection, *, apply: bool = True) -> list[Finding]:
+    """Report every declared constraint; add the safe ones unless `apply` is false (dry run)."""
+    findings: list[Finding] = []
+    with conn.transaction() as tx, conn.cursor() as cur:
+        uniques = {(t, frozenset(cols)) for t, cols in _run(cur, "unique_indexes").fetchall()}
+        fks = {(t, c): (target, name, valid) for t, c, target, name, valid in _run(cur, "foreign_keys").fetchall()}
+        columns: dict[str, set[str]] = {}
+        for t, c in _run(cur, "table_columns").fetchall():
+            columns.setdefault(t, set()).add(c)
+
+        for key in NATURAL_KEYS:
+            finding = Finding(key.name, key.table, "unique", "present")
+            findings.append(finding)
+            missing = [c for c in key.columns if c not in columns.get(key.table, ())]
+            if missing:
+                finding.state, finding.fatal = "failed", True
+                finding.action = f"table {key.table} lacks column(s) {', '.join(missing)}"
+                continue
+            if (key.table, frozenset(key.columns)) in uniques:
+                continue
+            repeated, extra, worst = duplicates(cur, key)
+            if extra:
+                finding.state, finding.blocking_rows, finding.sample = "missing", extra, worst
+                finding.action = f"deduplicate removes {extra} duplicate rows ({repeated} keys) and adds it"
+                continue
+            finding.state = "added"
+            parts = {"table": _ident("public", key.table), "name": _ident(key.name), "key": _columns(key.columns)}
+            _attempt(conn, finding, lambda p=parts: _run(cur, "add_unique", **p))
+
+        for ref in REFERENCES:
+            findings.append(_check_reference(conn, cur, ref, fks.get((ref.table, ref.column)), columns))
+
+        fatal = [f for f in findings if f.fatal]
+        if fatal:
+            raise ConstraintError(
+                "constraints that no step of this pipeline can make hold; nothing was changed:\n"
+                + "\n".join(f"- {f.constraint} on {f.table}: {f.action}" for f in fatal)
+            )
+        if not apply:
+            raise psycopg.Rollback(tx)
+    return findings
+
+
+def _check_reference(conn, cur, ref: Reference, existing, columns) -> Finding:
+    finding = Finding(ref.name, ref.table, "foreign_key", "present")
+    if ref.column not in columns.get(ref.table, ()) or ref.target not in columns:
+        finding.state, finding.fatal = "failed", True
+        finding.action = f"{ref.table}.{ref.column} or table {ref.target} does not exist"
+        return finding
+    if existing and existing[0] == ref.target and existing[2]:
+        return finding
+    count, sample = orphans(cur, ref)
+    finding.blocking_rows, finding.sample = count, list(sample)
+    parts = _fk_parts(ref) if not existing else {**_fk_parts(ref), "name": _ident(existing[1])}
+    if existing and existing[0] == ref.target:  # present but NOT VALID
+        finding.state = "not_valid"
+        if count == 0:
+            finding.state = "validated"
+            _attempt(conn, finding, lambda: _run(cur, "validate_foreign_key", **parts))
+        elif ref.to_teams:
+            finding.action = f"restore_mapping repairs the {count} orphans, then it is validated"
+        else:
+            finding.fatal = True
+            finding.action = f"{count} rows reference missing {ref.target} rows (e.g. {ref.column} = {sample})"
+        return finding
+    if count == 0:
+        finding.state = "added"
+        _attempt(conn, finding, lambda: _run(cur, "add_foreign_key", **parts))
+    elif ref.to_teams:
+        finding.state = "added_not_valid"
+        finding.action = f"added NOT VALID; restore_mapping repairs the {count} orphans, then it is validated"
+        _attempt(conn, finding, lambda: _run(cur, "add_foreign_key_not_valid", **parts))
+    else:
+        finding.state, finding.fatal = "missing", True
+        finding.action = f"{count} rows reference missing {ref.target} rows (e.g. {ref.column} = {sample})"
+    return finding
+
+
+def validate_team_references(conn: psycopg.Connection) -> list[str]:
+    """After repair: validate the foreign keys to teams that were added NOT VALID."""
+    validated = []
+    with conn.transaction(), conn.cursor() as cur:
+        fks = {(t, c): (target, name, valid) for t, c, target, name, valid in _run(cur, "foreign_keys").fetchall()}
+        for ref in REFERENCES:
+            existing = fks.get((ref.table, ref.column))
+            if ref.to_teams and existing and existing[0] == "teams" and not existing[2]:
+                _run(cur, "validate_foreign_key", **{**_fk_parts(ref), "name": _ident(existing[1])})
+                validated.append(existing[1])
+    return validated
+
+
+def summarize(findings: list[Finding]) -> dict:
+    """The report kept in etl.runs: counts per state, and every finding that is not plainly present."""
+    states: dict[str, int] = {}
+    for f in findings:
+        states[f.state] = states.get(f.state, 0) + 1
+    return {"states": states, "findings": [asdict(f) for f in findings if f.state != "present"]}

@@ -1,0 +1,135 @@
+"""Remove duplicate rows on a natural key, archive them, and make the key UNIQUE.
+
+One transaction per table: a retry, or a run killed midway, starts again from the same state.
+The plan depends on the share of duplicates: when most rows go and nothing references the table,
+the survivors are saved, the table truncated and the survivors put back (the 3.47 M-row incident
+costs about one copy of the table); otherwise a DELETE anti-joined to the keep-set. A referenced
+table is never truncated: references to a removed duplicate move to its survivor first.
+"""
+
+from __future__ import annotations
+
+from psycopg import Connection, Cursor, Rollback, sql
+
+from league_import.archive import archive_rows, live_columns
+from league_import.catalog import REFERENCES, NaturalKey, natural_key
+from league_import.sql import statements
+
+TRUNCATE_SHARE = 0.5  # above this share of duplicates, truncate-and-reload beats DELETE
+
+
+class CopyMismatchError(RuntimeError):
+    """An archive copy whose row count differs from what was removed: the step is rolled back."""
+
+
+def _run(cur: Cursor, name: str, params: dict | None = None, **parts) -> Cursor:
+    return cur.execute(sql.SQL(statements("dedup")[name]).format(**parts), params)
+
+
+def _referencing(cur: Cursor, table: str) -> list[tuple[str, str]]:
+    """(table, column) pairs pointing at `table`: its foreign keys plus the declared references."""
+    qualified = sql.Identifier("public", table).as_string(cur)
+    found = cur.execute(statements("constraints")["referencing_columns"], {"table": qualified}).fetchall()
+    declared = [(r.table, r.column) for r in REFERENCES if r.target == table]
+    return list(dict.fromkeys([*map(tuple, found), *declared]))
+
+
+def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool = False, sample: int = 5) -> dict:
+    """Keep one row per key (the lowest id, or key.keep_order), archive the rest, add the UNIQUE key."""
+    table = sql.Identifier("public", key.table)
+    key_cols = sql.SQL(", ").join(map(sql.Identifier, key.columns))
+    with conn.transaction() as tx, conn.cursor() as cur:
+        _run(cur, "lock_table", table=table)
+        has_id = any(name == "id" for name, _ in live_columns(cur, key.table))
+        ref = sql.Identifier("id") if has_id else sql.SQL("ctid")
+        if key.keep_order:
+            order = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL("DESC" if d.upper() == "DESC" else "ASC"))
+                for c, d in key.keep_order
+            )
+            _run(cur, "keep_ordered", table=table, key=key_cols, ref=ref, order=order)
+        else:
+            _run(cur, "keep_lowest", table=table, key=key_cols, ref=ref)
+        kept, total = _run(cur, "keep_summary").fetchone()
+        removed = total - kept
+        report = {"table": key.table, "rows_before": total, "duplicates": removed, "plan": "none", "repointed": {}}
+        report["sample_keys"] = [
+            {"copies": c, "key": k} for c, k in _run(cur, "sample_keys", {"limit": sample}).fetchall()
+        ]
+        if removed:
+            referencing = _referencing(cur, key.table)
+            if referencing:
+                report["repointed"] = _repoint(cur, key, referencing, run_id)
+            predicate = sql.SQL(statements("dedup")["not_kept"]).format(ref=ref)
+            archived = archive_rows(cur, key.table, predicate, {}, run_id, "duplicate")
+            if not referencing and removed > total * TRUNCATE_SHARE:
+                report["plan"] = "truncate_reload"
+                _run(cur, "save_survivors", table=table, ref=ref)
+                _run(cur, "truncate_reload", table=table)
+            else:
+                report["plan"] = "delete"
+                _run(cur, "delete_not_kept", table=table, ref=ref)
+            after = _run(cur, "count_rows", table=table).fetchone()[0]
+            if archived != removed or after != kept:
+                raise CopyMismatchError(
+                    f"{key.table}: {removed} duplicates, but {archived} archived and {total - after} removed"
+                )
+            report["archived"] = archived
+        report["rows_after"] = kept
+        report["unique_added"] = _ensure_unique(cur, key)
+        if dry_run:
+            raise Rollback(tx)
+    return report
+
+
+def _repoint(cur: Cursor, key: NaturalKey, referencing: list[tuple[str, str]], run_id: str) -> dict:
+    """Move references from removed duplicates to their survivor, archiving rows that would collide."""
+    match = sql.SQL(" AND ").join(
+        sql.SQL("t.{c} IS NOT DISTINCT FROM k.{c}").format(c=sql.Identifier(c)) for c in key.columns
+    )
+    _run(cur, "map_duplicates", table=sql.Identifier("public", key.table), key_match=match)
+    moved = {}
+    for table, column in referencing:
+        own_key = natural_key(table)
+        if own_key and column in own_key.columns:
+            mapped = sql.SQL(", ").join(
+                sql.SQL("coalesce(m.keep_id, r.{})").format(sql.Identifier(c))
+                if c == column
+                else sql.SQL("r.{}").format(sql.Identifier(c))
+                for c in own_key.columns
+            )
+            cur.execute("DROP TABLE IF EXISTS dedup_collisions")
+            _run(
+                cur,
+                "repoint_collisions",
+                referencing=sql.Identifier("public", table),
+                column=sql.Identifier(column),
+                mapped_key=mapped,
+            )
+            collided = sql.SQL("t.ctid IN (SELECT ref FROM dedup_collisions)")
+            archived = archive_rows(cur, table, collided, {}, run_id, "duplicate")
+            deleted = _run(cur, "delete_collisions", referencing=sql.Identifier("public", table)).rowcount
+            if archived != deleted:
+                raise CopyMismatchError(f"{table}: {deleted} colliding rows removed but {archived} archived")
+            moved[f"{table} rows merged into an existing one"] = deleted
+        count = _run(
+            cur, "repoint", referencing=sql.Identifier("public", table), column=sql.Identifier(column)
+        ).rowcount
+        moved[f"{table}.{column}"] = count
+    return moved
+
+
+def _ensure_unique(cur: Cursor, key: NaturalKey) -> bool:
+    """Add the key's UNIQUE NULLS NOT DISTINCT constraint unless a unique index on its columns exists."""
+    qualified = sql.Identifier("public", key.table).as_string(cur)
+    query = statements("constraints")["unique_index_on"]
+    if cur.execute(query, {"table": qualified, "columns": sorted(key.columns)}).fetchone()[0]:
+        return False
+    cur.execute(
+        sql.SQL(statements("constraints")["add_unique"]).format(
+            table=sql.Identifier("public", key.table),
+            name=sql.Identifier(key.name),
+            key=sql.SQL(", ").join(map(sql.Identifier, key.columns)),
+        )
+    )
+    return True
