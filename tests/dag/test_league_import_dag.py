@@ -102,6 +102,18 @@ def test_dry_run_changes_nothing(league_dag, db_uri, tmp_path):
     assert report["upsert_teams"]["leagues"][LEAGUE]["teams_deactivated"] == 37
 
 
+def test_dry_run_on_a_new_database_writes_no_data(league_dag, db_uri):
+    assert run(league_dag, dry_run=True).state == "success"
+    status, report = latest_run(db_uri)
+    assert status == "success" and report["upsert_teams"]["leagues"][LEAGUE]["teams_created"] == 537
+    with psycopg.connect(db_uri) as conn:
+        assert conn.execute("SELECT count(*) FROM teams").fetchone()[0] == 0
+        keys = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE contype IN ('u', 'f') AND connamespace = 'public'::regnamespace"
+        ).fetchone()[0]
+        assert keys == 0  # the empty tables exist; no constraint was added on a dry run
+
+
 def corrupt(src, case):
     stats, schedule = read(src, STATS_FILE), read(src, SCHEDULE_FILE)
     if case == "malformed_json":
