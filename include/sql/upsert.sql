@@ -56,16 +56,18 @@ UNION ALL
 SELECT id FROM public.leagues WHERE code = %(code)s;
 
 -- name: upsert_clubs
+-- GROUP BY, not DISTINCT ON: a hash aggregate instead of a sort of every staged team.
 INSERT INTO public.clubs (name, name_key)
-SELECT DISTINCT ON (club_key) club, club_key
+SELECT min(club), club_key
 FROM stage_teams
-ORDER BY club_key, club
+GROUP BY club_key
 ON CONFLICT (name_key) DO NOTHING;
 
 -- name: upsert_series
 INSERT INTO public.series AS s (league_id, name, series_key)
-SELECT DISTINCT %(league_id)s::bigint, series_name, series_key
+SELECT %(league_id)s::bigint, min(series_name), series_key
 FROM stage_teams
+GROUP BY series_key
 ON CONFLICT (league_id, series_key) DO UPDATE
 SET name = EXCLUDED.name
 WHERE s.name IS DISTINCT FROM EXCLUDED.name;

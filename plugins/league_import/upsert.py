@@ -107,8 +107,9 @@ def copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: tu
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    subset = frame.loc[:, list(columns)].astype(object)
-    rows = subset.where(subset.notna(), None).itertuples(index=False, name=None)
+    # Column by column: Python values with None for every missing one (pandas would send NaN).
+    values = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in columns]
+    rows = zip(*values)
     with cur.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
