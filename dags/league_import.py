@@ -13,7 +13,9 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
 from league_import.operators import (
+    BackupOperator,
     DeduplicateOperator,
+    RestoreMappingOperator,
     UpsertTeamsOperator,
     ValidateConstraintsOperator,
     mark_run_failed,
@@ -68,8 +70,10 @@ DEMO_DATA = str(Path(__file__).resolve().parents[1] / "include" / "demo_data")
 def league_import():
     validate = ValidateConstraintsOperator(task_id="validate_constraints")
     deduplicate = DeduplicateOperator(task_id="deduplicate")
-    upsert = UpsertTeamsOperator(task_id="upsert_teams", finishes_run=True)
-    validate >> deduplicate >> upsert
+    backup = BackupOperator(task_id="backup")
+    upsert = UpsertTeamsOperator(task_id="upsert_teams")
+    restore = RestoreMappingOperator(task_id="restore_mapping", finishes_run=True)
+    validate >> deduplicate >> backup >> upsert >> restore
 
 
 league_import()

@@ -76,3 +76,9 @@ SELECT EXISTS (
       AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
            WHERE a.attrelid = ix.indrelid AND a.attnum = ANY (ix.indkey)) = %(columns)s::text[]
 );
+
+-- name: column_facts
+-- Whether each column of a table is NOT NULL.
+SELECT a.attname::text, a.attnotnull
+FROM pg_attribute a
+WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped;

@@ -37,7 +37,7 @@ NOT EXISTS (SELECT 1 FROM dedup_keep k WHERE k.keep_ref = t.{ref})
 
 -- name: map_duplicates
 -- For a referenced table: each removed id and the surviving id of its key.
-CREATE TEMP TABLE dedup_map ON COMMIT DROP AS
+CREATE TEMP TABLE id_map ON COMMIT DROP AS
 SELECT t.id AS dup_id, k.keep_ref AS keep_id
 FROM {table} t
 JOIN dedup_keep k ON ({key_match})
@@ -51,14 +51,14 @@ SELECT ref FROM (
     SELECT r.ctid AS ref, m.dup_id IS NOT NULL AS moves,
            row_number() OVER (PARTITION BY {mapped_key} ORDER BY m.dup_id IS NOT NULL, r.ctid) AS rn
     FROM {referencing} r
-    LEFT JOIN dedup_map m ON m.dup_id = r.{column}
+    LEFT JOIN id_map m ON m.dup_id = r.{column}
 ) ranked
 WHERE moves AND rn > 1;
 
 -- name: repoint
 UPDATE {referencing} r
 SET {column} = m.keep_id
-FROM dedup_map m
+FROM id_map m
 WHERE r.{column} = m.dup_id;
 
 -- name: save_survivors

@@ -45,6 +45,32 @@ class Reference:
 
 
 USER_TABLES = ("users", "team_memberships", "polls", "captain_messages", "practice_times")
+ETL_TABLES = ("leagues", "clubs", "series", "teams", "schedule", "series_stats")
+
+
+@dataclass(frozen=True)
+class TeamColumn:
+    """A user-owned column holding a team id, and what restore_mapping may read to repair it.
+
+    `author` names the user who wrote the row (content and user-context strategies narrow to
+    that user's clubs and teams); `text` is read for series references; `league` narrows the
+    candidate league. A membership has no author: its user is the row's subject, and attaching
+    it to another of the user's teams would invent a membership.
+    """
+
+    table: str
+    column: str = "team_id"
+    author: str | None = None
+    text: str | None = None
+    league: str | None = None
+
+
+TEAM_COLUMNS: tuple[TeamColumn, ...] = (
+    TeamColumn("team_memberships"),
+    TeamColumn("polls", author="created_by", text="question"),
+    TeamColumn("captain_messages", author="captain_user_id", text="message"),
+    TeamColumn("practice_times", league="league_id"),
+)
 
 # In dependency order: a referenced table is deduplicated before the tables that point at it,
 # so references re-pointed to a survivor are deduplicated in their own table afterwards.

@@ -1,4 +1,4 @@
-"""Operator commands: `python -m league_import.cli demo | summary`.
+"""Operator commands: `python -m league_import.cli demo | summary | release`.
 
 `demo` starts the embedded PostgreSQL (unless AIRFLOW_CONN_LEAGUE_DB names a server), makes a
 throwaway Airflow home with SQLite metadata, runs `airflow dags test league_import` on the
@@ -92,14 +92,34 @@ def demo() -> int:
     return 0
 
 
+def release_row(args) -> int:
+    from league_import.db import connect
+    from league_import.repair import ReleaseError, release
+
+    with connect(target_uri()) as conn:
+        try:
+            print(release(conn, args.table, args.row_id, args.team_id, args.column))
+        except ReleaseError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="league_import.cli")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run the DAG on the bundled demo data and print a summary")
     sub.add_parser("summary", help="print the latest run's summary")
+    release = sub.add_parser("release", help="put a quarantined row back on the team a person decided")
+    release.add_argument("--table", required=True, help="the user table, e.g. polls")
+    release.add_argument("--row-id", required=True, help="etl.quarantine.row_id of the row")
+    release.add_argument("--team-id", required=True, type=int, help="the team the row belongs to")
+    release.add_argument("--column", default="team_id", help="the team column (default team_id)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo()
+    if args.command == "release":
+        return release_row(args)
     run = latest_run(target_uri())
     print(summary(run) if run else "no runs yet")
     return 0

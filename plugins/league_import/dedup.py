@@ -83,11 +83,20 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
 
 
 def _repoint(cur: Cursor, key: NaturalKey, referencing: list[tuple[str, str]], run_id: str) -> dict:
-    """Move references from removed duplicates to their survivor, archiving rows that would collide."""
+    """Map each removed duplicate to its survivor, then move the references."""
     match = sql.SQL(" AND ").join(
         sql.SQL("t.{c} IS NOT DISTINCT FROM k.{c}").format(c=sql.Identifier(c)) for c in key.columns
     )
     _run(cur, "map_duplicates", table=sql.Identifier("public", key.table), key_match=match)
+    return repoint_references(cur, referencing, run_id)
+
+
+def repoint_references(cur: Cursor, referencing: list[tuple[str, str]], run_id: str) -> dict:
+    """Move references through the temp table id_map(dup_id, keep_id).
+
+    A referencing row that would then repeat its own table's natural key (a membership on both
+    the old and the new id) is the same row twice: it is archived as a duplicate and removed.
+    """
     moved = {}
     for table, column in referencing:
         own_key = natural_key(table)
@@ -111,7 +120,8 @@ def _repoint(cur: Cursor, key: NaturalKey, referencing: list[tuple[str, str]], r
             deleted = _run(cur, "delete_collisions", referencing=sql.Identifier("public", table)).rowcount
             if archived != deleted:
                 raise CopyMismatchError(f"{table}: {deleted} colliding rows removed but {archived} archived")
-            moved[f"{table} rows merged into an existing one"] = deleted
+            if deleted:
+                moved[f"{table}: merged into an existing row"] = deleted
         count = _run(
             cur, "repoint", referencing=sql.Identifier("public", table), column=sql.Identifier(column)
         ).rowcount

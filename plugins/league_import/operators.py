@@ -41,6 +41,7 @@ class LeagueStepOperator(BaseOperator):
         self.finishes_run = finishes_run
 
     def execute(self, context: Context) -> dict:
+        from league_import.backup import BackupCountError
         from league_import.constraints import ConstraintError
         from league_import.runs import finish_run, record_step
         from league_import.sources import SourceError
@@ -50,7 +51,7 @@ class LeagueStepOperator(BaseOperator):
         with connect(self.conn_id) as conn:
             try:
                 report = self.run_step(conn, params, context["run_id"])
-            except (SourceError, DeactivationGuardError, ConstraintError) as exc:
+            except (SourceError, DeactivationGuardError, ConstraintError, BackupCountError) as exc:
                 raise AirflowFailException(str(exc)) from exc
             record_step(conn, context["run_id"], self.step, report)
             if self.finishes_run:
@@ -126,6 +127,30 @@ class DeduplicateOperator(LeagueStepOperator):
                     result["plan"],
                     result["unique_added"],
                 )
+        return report
+
+
+class BackupOperator(LeagueStepOperator):
+    """Snapshot teams and every user row's team id for this run, and update the team key map."""
+
+    step = "backup"
+
+    def run_step(self, conn, params: dict, run_id: str) -> dict:
+        from league_import.backup import backup
+
+        return backup(conn, run_id, dry_run=bool(params["dry_run"]))
+
+
+class RestoreMappingOperator(LeagueStepOperator):
+    """Orphan repair: every user row whose team id does not exist is mapped or quarantined."""
+
+    step = "restore_mapping"
+
+    def run_step(self, conn, params: dict, run_id: str) -> dict:
+        from league_import.repair import restore_mapping
+
+        report = restore_mapping(conn, run_id, dry_run=bool(params["dry_run"]))
+        self.log.info("orphans: %s, by strategy: %s", report["orphans"], report["by_strategy"])
         return report
 
 

@@ -42,7 +42,7 @@ def test_wiring(league_dag):
     assert league_dag.catchup is False and league_dag.max_active_runs == 1
     assert league_dag.timetable.expression == "30 2 * * *"
     assert str(league_dag.timetable.timezone) in ("America/Chicago", "Timezone('America/Chicago')")
-    order = ["validate_constraints", "deduplicate", "upsert_teams"]
+    order = ["validate_constraints", "deduplicate", "backup", "upsert_teams", "restore_mapping"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in league_dag.get_task(upstream).downstream_task_ids
     for task in league_dag.tasks:
