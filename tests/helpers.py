@@ -48,3 +48,67 @@ def team_ids(conn) -> dict[tuple[str, str], int]:
     ).fetchall()
     conn.rollback()
     return {(s, k): i for s, k, i in rows}
+
+
+USER_TABLES = ("team_memberships", "polls", "captain_messages", "practice_times")
+
+
+def _rows(conn, query, *args):
+    found = conn.execute(query, args).fetchall()
+    conn.rollback()
+    return found
+
+
+def _one(conn, query, *args):
+    return _rows(conn, query, *args)[0][0]
+
+
+def placement(conn) -> dict:
+    """Each user row's real team: (table, row) -> (league, series, team key)."""
+    out = {}
+    for table in USER_TABLES:
+        rid = "t.user_id::text" if table == "team_memberships" else "t.id::text"
+        for row, key in _rows(
+            conn,
+            f"""SELECT {rid}, l.code || '/' || s.series_key || '/' || x.team_key FROM {table} t
+                JOIN teams x ON x.id = t.team_id JOIN series s ON s.id = x.series_id
+                JOIN leagues l ON l.id = x.league_id""",
+        ):
+            out[(table, row)] = key
+    return out
+
+
+def user_counts(conn) -> dict:
+    return {t: _one(conn, f"SELECT count(*) FROM {t}") for t in USER_TABLES}
+
+
+def archived(conn, table) -> int:
+    return (
+        _one(conn, f"SELECT count(*) FROM etl_archive.{table}")
+        if _one(conn, "SELECT to_regclass(%s)", f"etl_archive.{table}")
+        else 0
+    )
+
+
+def old_etl_churn(conn, delete_outright=(), only_active=False):
+    """What the old ETL did: foreign-key triggers off, every team deleted and re-inserted with new
+    ids, a few teams not re-inserted at all."""
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("CREATE TEMP TABLE churned AS SELECT * FROM teams ORDER BY id")
+    conn.execute("DELETE FROM teams")
+    conn.execute(
+        """INSERT INTO teams (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
+           SELECT league_id, club_id, series_id, team_name, team_key, sub_team, is_active FROM churned
+           WHERE team_name <> ALL (%s) AND (is_active OR NOT %s) ORDER BY id""",
+        (list(delete_outright), only_active),
+    )
+    conn.execute("DROP TABLE churned")
+    conn.execute("SET session_replication_role = origin")
+    conn.commit()
+
+
+def orphan_count(conn) -> int:
+    return sum(
+        _one(conn, f"SELECT count(*) FROM {t} WHERE team_id IS NOT NULL AND team_id NOT IN (SELECT id FROM teams)")
+        for t in USER_TABLES
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import DEMO_DATA, copy_demo, read, write
+from helpers import DEMO_DATA, USER_TABLES, copy_demo, old_etl_churn, orphan_count, placement, read, user_counts, write
 
 from league_import import repair as repair_module
 from league_import.backup import BackupCountError, backup
@@ -14,8 +14,6 @@ from league_import.runs import finish_run, start_run
 from league_import.schema import ensure_schema
 from league_import.sources import SCHEDULE_FILE, STATS_FILE, read_leagues
 from league_import.upsert import check_deactivation_guard, load_league
-
-USER_TABLES = ("team_memberships", "polls", "captain_messages", "practice_times")
 
 
 def nightly(conn, run_id, source=DEMO_DATA, ratio=0.2) -> dict:
@@ -83,57 +81,6 @@ def league(conn):
         )
     conn.commit()
     return conn
-
-
-def placement(conn) -> dict:
-    """Each user row's real team: (table, row) -> (league, series, team key)."""
-    out = {}
-    for table in USER_TABLES:
-        rid = "t.user_id::text" if table == "team_memberships" else "t.id::text"
-        for row, key in q(
-            conn,
-            f"""SELECT {rid}, l.code || '/' || s.series_key || '/' || x.team_key FROM {table} t
-                JOIN teams x ON x.id = t.team_id JOIN series s ON s.id = x.series_id
-                JOIN leagues l ON l.id = x.league_id""",
-        ):
-            out[(table, row)] = key
-    return out
-
-
-def user_counts(conn) -> dict:
-    return {t: one(conn, f"SELECT count(*) FROM {t}") for t in USER_TABLES}
-
-
-def archived(conn, table) -> int:
-    return (
-        one(conn, f"SELECT count(*) FROM etl_archive.{table}")
-        if one(conn, "SELECT to_regclass(%s)", f"etl_archive.{table}")
-        else 0
-    )
-
-
-def old_etl_churn(conn, delete_outright=(), only_active=False):
-    """What the old ETL did: foreign-key triggers off, every team deleted and re-inserted with new
-    ids, a few teams not re-inserted at all."""
-    conn.execute("SET session_replication_role = replica")
-    conn.execute("CREATE TEMP TABLE churned AS SELECT * FROM teams ORDER BY id")
-    conn.execute("DELETE FROM teams")
-    conn.execute(
-        """INSERT INTO teams (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
-           SELECT league_id, club_id, series_id, team_name, team_key, sub_team, is_active FROM churned
-           WHERE team_name <> ALL (%s) AND (is_active OR NOT %s) ORDER BY id""",
-        (list(delete_outright), only_active),
-    )
-    conn.execute("DROP TABLE churned")
-    conn.execute("SET session_replication_role = origin")
-    conn.commit()
-
-
-def orphan_count(conn) -> int:
-    return sum(
-        one(conn, f"SELECT count(*) FROM {t} WHERE team_id IS NOT NULL AND team_id NOT IN (SELECT id FROM teams)")
-        for t in USER_TABLES
-    )
 
 
 def test_id_churn_and_deleted_teams_are_mapped_back_by_the_key_map(league):
