@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import DEMO_DATA, USER_TABLES, copy_demo, old_etl_churn, orphan_count, placement, read, user_counts, write
+from helpers import DEMO_DATA, copy_demo, old_etl_churn, orphan_count, placement, read, user_counts, write
 
 from league_import import repair as repair_module
 from league_import.backup import BackupCountError, backup
