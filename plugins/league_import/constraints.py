@@ -168,6 +168,12 @@ def _check_reference(conn, cur, ref: Reference, existing, columns) -> Finding:
     return finding
 
 
+def keys_for_dry_run(conn: psycopg.Connection) -> None:
+    """On a dry run validate_constraints added nothing, but ON CONFLICT needs the keys: add the
+    safe ones inside the caller's transaction, which the dry run rolls back."""
+    check_constraints(conn)
+
+
 def validate_team_references(conn: psycopg.Connection) -> list[str]:
     """After repair: validate the foreign keys to teams that were added NOT VALID."""
     validated = []

@@ -1,7 +1,9 @@
 """Thin Airflow operators: each opens the league_db connection and calls plain functions.
 
 Heavy modules (pandas, psycopg) are imported inside execute(), so parsing the DAG stays cheap.
-Data errors (bad input, a tripped guard) fail the task at once; retrying them cannot help.
+Retries are for what can heal: a lost connection, a lock or serialization conflict, a race with
+the app. Data errors (bad input, a tripped guard, a constraint no step can add) and SQL errors
+that would fail the same way again fail the task at once.
 """
 
 from __future__ import annotations
@@ -41,18 +43,27 @@ class LeagueStepOperator(BaseOperator):
         self.finishes_run = finishes_run
 
     def execute(self, context: Context) -> dict:
+        import psycopg
+
         from league_import.backup import BackupCountError
         from league_import.constraints import ConstraintError
+        from league_import.dedup import CopyMismatchError
         from league_import.runs import finish_run, record_step
         from league_import.sources import SourceError
         from league_import.upsert import DeactivationGuardError
 
+        data_errors = (SourceError, DeactivationGuardError, ConstraintError, BackupCountError, CopyMismatchError)
+        transient = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.IntegrityError)
         params = context["params"]
         with connect(self.conn_id) as conn:
             try:
                 report = self.run_step(conn, params, context["run_id"])
-            except (SourceError, DeactivationGuardError, ConstraintError, BackupCountError) as exc:
+            except data_errors as exc:
                 raise AirflowFailException(str(exc)) from exc
+            except psycopg.Error as exc:
+                if isinstance(exc, transient):
+                    raise
+                raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
             record_step(conn, context["run_id"], self.step, report)
             if self.finishes_run:
                 finish_run(conn, context["run_id"], "success")

@@ -14,7 +14,7 @@ from psycopg import Connection, Cursor, Rollback, sql
 from league_import.archive import archive_rows
 from league_import.backup import refresh_key_map
 from league_import.catalog import TeamColumn
-from league_import.constraints import validate_team_references
+from league_import.constraints import keys_for_dry_run, validate_team_references
 from league_import.dedup import repoint_references
 from league_import.references import columns_of, row_id, team_columns
 from league_import.sql import statements
@@ -51,6 +51,8 @@ def _collect(cur: Cursor, col: TeamColumn) -> None:
 def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sample: int = 20) -> dict:
     """Repair every orphaned team reference; returns counts per table and strategy."""
     with conn.transaction() as tx, conn.cursor() as cur:
+        if dry_run:
+            keys_for_dry_run(conn)
         columns = team_columns(cur)
         for table in dict.fromkeys(c.table for c in columns):
             _run(cur, "lock_table", table=sql.Identifier("public", table))

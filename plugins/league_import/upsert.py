@@ -11,7 +11,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from league_import.constraints import check_constraints
+from league_import.constraints import keys_for_dry_run
 from league_import.sources import STATS_NUMBERS, LeagueSource, SourceError
 from league_import.sql import statements
 
@@ -55,8 +55,8 @@ def load_league(conn: psycopg.Connection, league: LeagueSource, *, dry_run: bool
     """Upsert one league's teams, schedule and stats in one transaction; returns its counts."""
     q = statements("upsert")
     with conn.transaction() as tx, conn.cursor() as cur:
-        if dry_run:  # validate_constraints added nothing on a dry run: the keys ON CONFLICT needs, rolled back too
-            check_constraints(conn)
+        if dry_run:
+            keys_for_dry_run(conn)
         cur.execute(q["create_staging"])
         copy_frame(cur, "stage_teams", league.teams, TEAM_COLUMNS)
         copy_frame(cur, "stage_schedule", league.schedule, SCHEDULE_COLUMNS)
