@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test health lint bench clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "league-import needs Python 3.11+")'
@@ -19,6 +19,10 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
+
+# Read-only checks against AIRFLOW_CONN_LEAGUE_DB, else the demo's embedded database.
+health: $(INSTALLED)
+	$(BIN)/python -m league_import.cli health
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check dags plugins tests bench

@@ -12,9 +12,11 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
+from league_import.notifications import failure_notifier
 from league_import.operators import (
     BackupOperator,
     DeduplicateOperator,
+    HealthCheckOperator,
     RestoreMappingOperator,
     UpsertTeamsOperator,
     ValidateConstraintsOperator,
@@ -37,7 +39,7 @@ DEMO_DATA = str(Path(__file__).resolve().parents[1] / "include" / "demo_data")
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
-        "on_failure_callback": mark_run_failed,
+        "on_failure_callback": [mark_run_failed, failure_notifier()],
     },
     params={
         "source_dir": Param(
@@ -72,8 +74,9 @@ def league_import():
     deduplicate = DeduplicateOperator(task_id="deduplicate")
     backup = BackupOperator(task_id="backup")
     upsert = UpsertTeamsOperator(task_id="upsert_teams")
-    restore = RestoreMappingOperator(task_id="restore_mapping", finishes_run=True)
-    validate >> deduplicate >> backup >> upsert >> restore
+    restore = RestoreMappingOperator(task_id="restore_mapping")
+    health = HealthCheckOperator(task_id="health_check", finishes_run=True)
+    validate >> deduplicate >> backup >> upsert >> restore >> health
 
 
 league_import()

@@ -28,6 +28,7 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "LEAGUE_IMPORT_REPORT_DIR": str(_AIRFLOW_HOME / "reports"),
     }
 )
 

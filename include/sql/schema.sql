@@ -198,3 +198,16 @@ CREATE TABLE IF NOT EXISTS etl.repairs (
     decided_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS repairs_run_id ON etl.repairs (run_id);
+
+-- Every health figure of every run, so trends can be queried (league_import.health).
+CREATE TABLE IF NOT EXISTS etl.health_checks (
+    run_id     text NOT NULL,
+    check_name text NOT NULL,
+    subject    text NOT NULL,
+    figure     numeric NOT NULL,
+    threshold  text NOT NULL,
+    status     text NOT NULL CHECK (status IN ('ok', 'warn', 'error')),
+    detail     text NOT NULL DEFAULT '',
+    checked_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, check_name, subject)
+);

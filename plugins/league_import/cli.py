@@ -1,4 +1,4 @@
-"""Operator commands: `python -m league_import.cli demo | summary | release`.
+"""Operator commands: `python -m league_import.cli demo | summary | health | release`.
 
 `demo` starts the embedded PostgreSQL (unless AIRFLOW_CONN_LEAGUE_DB names a server), makes a
 throwaway Airflow home with SQLite metadata, runs `airflow dags test league_import` on the
@@ -29,6 +29,7 @@ def airflow_env(home: Path, league_uri: str) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW_CONN_LEAGUE_DB": league_uri,
+        "LEAGUE_IMPORT_REPORT_DIR": os.environ.get("LEAGUE_IMPORT_REPORT_DIR", str(home.parent / "reports")),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "plugins"), os.environ.get("PYTHONPATH")])),
     }
 
@@ -84,12 +85,31 @@ def demo() -> int:
     run = latest_run(uri)
     if run:
         print(summary(run))
+    health_report = (run or {}).get("report", {}).get("health_check", {}).get("report_path")
+    if health_report:
+        print(f"health report: {health_report}")
     if code != 0:
         print(f"errors: the DAG run failed (exit {code}); last lines of {log}:", file=sys.stderr)
         print("".join(log.read_text().splitlines(keepends=True)[-25:]), file=sys.stderr)
         return code
     print("errors: none")
     return 0
+
+
+def health() -> int:
+    """The checks of the health_check task, in a read-only session: nothing is written."""
+    from league_import.db import connect
+    from league_import.health import format_table, run_checks
+
+    with connect(target_uri()) as conn:
+        conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        conn.commit()
+        checks = run_checks(conn)
+    print(format_table(checks))
+    errors = sum(c.status == "error" for c in checks)
+    warnings = sum(c.status == "warn" for c in checks)
+    print(f"{len(checks)} checks: {errors} errors, {warnings} warnings")
+    return 1 if errors else 0
 
 
 def release_row(args) -> int:
@@ -110,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run the DAG on the bundled demo data and print a summary")
     sub.add_parser("summary", help="print the latest run's summary")
+    sub.add_parser("health", help="run the health checks read-only; exit 1 when any is an error")
     release = sub.add_parser("release", help="put a quarantined row back on the team a person decided")
     release.add_argument("--table", required=True, help="the user table, e.g. polls")
     release.add_argument("--row-id", required=True, help="etl.quarantine.row_id of the row")
@@ -120,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return demo()
     if args.command == "release":
         return release_row(args)
+    if args.command == "health":
+        return health()
     run = latest_run(target_uri())
     print(summary(run) if run else "no runs yet")
     return 0

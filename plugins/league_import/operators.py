@@ -48,6 +48,7 @@ class LeagueStepOperator(BaseOperator):
         from league_import.backup import BackupCountError
         from league_import.constraints import ConstraintError
         from league_import.dedup import CopyMismatchError
+        from league_import.health import HealthCheckError
         from league_import.runs import finish_run, record_step
         from league_import.sources import SourceError
         from league_import.upsert import DeactivationGuardError
@@ -58,6 +59,9 @@ class LeagueStepOperator(BaseOperator):
         with connect(self.conn_id) as conn:
             try:
                 report = self.run_step(conn, params, context["run_id"])
+            except HealthCheckError as exc:
+                record_step(conn, context["run_id"], self.step, exc.report)
+                raise AirflowFailException(str(exc)) from exc
             except data_errors as exc:
                 raise AirflowFailException(str(exc)) from exc
             except psycopg.Error as exc:
@@ -163,6 +167,36 @@ class RestoreMappingOperator(LeagueStepOperator):
         report = restore_mapping(conn, run_id, dry_run=bool(params["dry_run"]))
         self.log.info("orphans: %s, by strategy: %s", report["orphans"], report["by_strategy"])
         return report
+
+
+class HealthCheckOperator(LeagueStepOperator):
+    """The last task: every check with its figure; errors fail the run, warnings do not.
+
+    Thresholds: the Airflow Variable `league_import_health_thresholds` (JSON), over the defaults
+    in league_import.health. The HTML report goes to LEAGUE_IMPORT_REPORT_DIR (else
+    <AIRFLOW_HOME>/league_import_reports) and its path is logged.
+    """
+
+    step = "health_check"
+
+    def run_step(self, conn, params: dict, run_id: str) -> dict:
+        from airflow.sdk import Variable
+
+        from league_import.health import HealthCheckError, failure_message, format_table, record, report, run_checks
+        from league_import.report import write_report
+
+        limits = Variable.get("league_import_health_thresholds", default={}, deserialize_json=True)
+        checks = run_checks(conn, run_id, limits)
+        self.log.info("health checks:\n%s", format_table(checks))
+        record(conn, run_id, checks)
+        run_report = conn.execute("SELECT report FROM etl.runs WHERE run_id = %s", (run_id,)).fetchone()[0]
+        conn.rollback()
+        path = write_report(conn, run_id, checks, run_report, dry_run=bool(params["dry_run"]))
+        self.log.info("health report: %s", path)
+        result = {**report(checks), "report_path": str(path)}
+        if result["status"] == "error":
+            raise HealthCheckError(failure_message(checks), result)
+        return result
 
 
 class UpsertTeamsOperator(LeagueStepOperator):
