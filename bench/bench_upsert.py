@@ -7,27 +7,23 @@ Run: PYTHONPATH=plugins .venv/bin/python bench/bench_upsert.py [--sizes 1000,100
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import json
 import os
 import platform
 import re
 import resource
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 import psycopg
+from common import scratch_database, server_uri
 from psycopg import sql
 
 from league_import.constraints import check_constraints
@@ -94,23 +90,6 @@ def synthetic_league(n: int) -> LeagueSource:
     schedule = pd.DataFrame(columns=["series_key", "match_date", "match_time", "home_key", "away_key", "location"])
     stats = pd.DataFrame(columns=["series_key", "team_key", *STATS_NUMBERS.values()])
     return LeagueSource(code=CODE, teams=pd.DataFrame(rows), schedule=schedule, stats=stats, counts={})
-
-
-def with_database(uri: str, dbname: str) -> str:
-    return urlunsplit(urlsplit(uri)._replace(path=f"/{dbname}"))
-
-
-def server_uri() -> tuple[str, str]:
-    """AIRFLOW_CONN_LEAGUE_DB when set, else a private embedded server removed at exit."""
-    if os.environ.get("AIRFLOW_CONN_LEAGUE_DB"):
-        return os.environ["AIRFLOW_CONN_LEAGUE_DB"], "AIRFLOW_CONN_LEAGUE_DB"
-    from league_import.embedded import ensure_server
-
-    # Short path: the Unix socket lives here (107-byte limit). Registered first so it runs after
-    # pgserver's own exit hook has stopped the server and deleted its data folder.
-    folder = Path(tempfile.mkdtemp(prefix="libench-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return ensure_server(folder / "data", delete_on_exit=True), "embedded (pgserver)"
 
 
 class Bench:
@@ -454,21 +433,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     started = time.perf_counter()
     uri, source = server_uri()
-    dbname = f"bench_upsert_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(uri, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        version = admin.execute("SHOW server_version").fetchone()[0]
-    bench = Bench(with_database(uri, dbname))
-    try:
-        print(f"server: PostgreSQL {version}, {source}; {os.cpu_count()} cores; median of {args.repeat} run(s) each")
-        results = []
-        for n in args.sizes:
-            results.append(measure(bench, n, args.repeat, args.old_max))
-        breakdown = profile(bench, max(args.sizes)) if args.profile else None
-    finally:
-        bench.close()
-        with psycopg.connect(uri, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    with scratch_database(uri, "bench_upsert") as (db_uri, version):
+        bench = Bench(db_uri)
+        try:
+            print(
+                f"server: PostgreSQL {version}, {source}; {os.cpu_count()} cores; median of {args.repeat} run(s) each"
+            )
+            results = []
+            for n in args.sizes:
+                results.append(measure(bench, n, args.repeat, args.old_max))
+            breakdown = profile(bench, max(args.sizes)) if args.profile else None
+        finally:
+            bench.close()
 
     peak = peak_rss_mib()
     print()

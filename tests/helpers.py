@@ -112,3 +112,27 @@ def orphan_count(conn) -> int:
         _one(conn, f"SELECT count(*) FROM {t} WHERE team_id IS NOT NULL AND team_id NOT IN (SELECT id FROM teams)")
         for t in USER_TABLES
     )
+
+
+def night(conn, run_id, source=DEMO_DATA):
+    """One night's steps as plain functions, health checks recorded (the DAG is tested in tests/dag)."""
+    from league_import.backup import backup
+    from league_import.constraints import check_constraints
+    from league_import.health import record, run_checks
+    from league_import.repair import restore_mapping
+    from league_import.runs import finish_run, start_run
+    from league_import.schema import ensure_schema
+    from league_import.sources import read_leagues
+    from league_import.upsert import load_league
+
+    ensure_schema(conn)
+    start_run(conn, run_id, False)
+    check_constraints(conn)
+    backup(conn, run_id)
+    for league in read_leagues(source, []):
+        load_league(conn, league)
+    restore_mapping(conn, run_id)
+    checks = run_checks(conn, run_id)
+    record(conn, run_id, checks)
+    finish_run(conn, run_id, "success")
+    return checks
