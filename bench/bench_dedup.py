@@ -77,7 +77,7 @@ class Bench:
 
     def refill(self) -> None:
         """Back to the incident: no archive, no UNIQUE key, `rows` rows of `sessions` sessions."""
-        self.admin.execute("DROP TABLE IF EXISTS etl_archive.practice_times")
+        self.admin.execute("DROP TABLE IF EXISTS etl_archive.practice_times CASCADE")  # and its batch tables
         self.admin.execute(
             sql.SQL("ALTER TABLE public.practice_times DROP CONSTRAINT IF EXISTS {}").format(sql.Identifier(KEY.name))
         )

@@ -5,12 +5,16 @@ Imported by the scripts next to it (`python bench/bench_x.py` puts bench/ first 
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
+import re
+import resource
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -48,3 +52,41 @@ def scratch_database(uri: str, prefix: str) -> Iterator[tuple[str, str]]:
     finally:
         with psycopg.connect(uri, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+# Small helpers for new benchmarks (bench_repair.py); the older scripts keep their own copies.
+
+
+def timed(work: Callable[[], object]) -> tuple[float, object]:
+    """Wall-clock seconds of `work()`, and its result."""
+    start = time.perf_counter()
+    result = work()
+    return time.perf_counter() - start, result
+
+
+def expect(ok: bool, message: str) -> None:
+    """A wrong row count means the timing measured the wrong work: stop rather than report it."""
+    if not ok:
+        raise RuntimeError(f"benchmark check failed: {message}")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (the server's processes are not counted)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1, '_' and ',' allowed as separators."""
+    value = int(text.replace("_", "").replace(",", ""))
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def template_pattern(template: str) -> re.Pattern:
+    """A statement template of include/sql as a regex: its text literally, any {placeholder} as anything."""
+    parts = re.split(r"(\{\{|\}\}|\{\w*\})", template)
+    pattern = "".join(
+        "{" if p == "{{" else "}" if p == "}}" else ".*?" if p.startswith("{") else re.escape(p) for p in parts
+    )
+    return re.compile(pattern, re.DOTALL)

@@ -4,7 +4,8 @@
 -- GROUP BY and DISTINCT ON treat NULLs as equal, matching UNIQUE NULLS NOT DISTINCT.
 
 -- name: lock_table
--- Readers go on; writers wait until the table is clean and its constraint is in place.
+-- Writers wait until the table is clean and its constraint is in place; readers go on, except
+-- during a truncate-and-reload, whose TRUNCATE holds an exclusive lock until the commit.
 LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE;
 
 -- name: keep_lowest
@@ -34,6 +35,14 @@ LIMIT %(limit)s;
 -- name: not_kept
 -- The predicate for rows to remove (alias t).
 NOT EXISTS (SELECT 1 FROM dedup_keep k WHERE k.keep_ref = t.{ref})
+
+-- name: keep_list
+SELECT array_agg(keep_ref::text) FROM dedup_keep;
+
+-- name: not_in_keep_list
+-- The same predicate when few rows survive: a hashed array test in the scan, no join, so the
+-- scanned rows are copied as they are (the truncate-and-reload plan).
+NOT (t.{ref} = ANY (%(keep)s::{ref_type}[]))
 
 -- name: map_duplicates
 -- For a referenced table: each removed id and the surviving id of its key.

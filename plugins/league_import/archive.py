@@ -1,6 +1,14 @@
-"""Copies of removed rows in etl_archive.<table>: nothing is removed without one (CONTRACT section 5)."""
+"""Copies of removed rows in etl_archive.<table>: nothing is removed without one (CONTRACT section 5).
+
+Rows are inserted into etl_archive.<table>. A large batch (deduplicating the 3.47 M-row incident)
+is written instead as a table of its own, etl_archive.<table>__<id>, that inherits from
+etl_archive.<table>: reading the archive sees its rows too, and writing it costs about one copy
+of the rows instead of two (docs/benchmarks.md).
+"""
 
 from __future__ import annotations
+
+import uuid
 
 import psycopg
 from psycopg import sql
@@ -11,10 +19,14 @@ ARCHIVE_SCHEMA = "etl_archive"
 EXTRA_COLUMNS = (("run_id", "text"), ("reason", "text"), ("archived_at", "timestamptz NOT NULL DEFAULT now()"))
 
 
+def _columns(cur: psycopg.Cursor, schema: str, table: str) -> list[tuple[str, str]]:
+    qualified = sql.Identifier(schema, table).as_string(cur)
+    return [tuple(r) for r in cur.execute(statements("archive")["live_columns"], {"table": qualified}).fetchall()]
+
+
 def live_columns(cur: psycopg.Cursor, table: str) -> list[tuple[str, str]]:
     """(name, type) of public.<table>, in order."""
-    qualified = sql.Identifier("public", table).as_string(cur)
-    return [tuple(r) for r in cur.execute(statements("archive")["live_columns"], {"table": qualified}).fetchall()]
+    return _columns(cur, "public", table)
 
 
 def ensure_archive(cur: psycopg.Cursor, table: str) -> list[str]:
@@ -29,6 +41,15 @@ def ensure_archive(cur: psycopg.Cursor, table: str) -> list[str]:
     ]
     # The types come from format_type() of our own catalog, never from user input.
     cur.execute(sql.SQL("ALTER TABLE {} ").format(archive) + sql.SQL(", ").join(adds))
+    qualified = archive.as_string(cur)
+    strict = [
+        name
+        for name, not_null in cur.execute(statements("constraints")["column_facts"], {"table": qualified}).fetchall()
+        if not_null and name != "archived_at"
+    ]
+    if strict:  # an archive made elsewhere (LIKE copies NOT NULLs): never refuse an archived row
+        drops = [sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(n)) for n in strict]
+        cur.execute(sql.SQL("ALTER TABLE {} ").format(archive) + sql.SQL(", ").join(drops))
     return [name for name, _ in columns]
 
 
@@ -45,3 +66,28 @@ def archive_rows(
         predicate=predicate,
     )
     return cur.execute(query, {**params, "run_id": run_id, "reason": reason}).rowcount
+
+
+def archive_bulk(
+    cur: psycopg.Cursor, table: str, predicate: sql.Composable, params: dict, run_id: str, reason: str
+) -> int:
+    """Like archive_rows, for a batch most of a large table: CREATE TABLE AS, then inherit."""
+    ensure_archive(cur, table)
+    q = statements("archive")
+    batch = sql.Identifier(ARCHIVE_SCHEMA, f"{table}__{uuid.uuid4().hex[:12]}")
+    live = [name for name, _ in live_columns(cur, table)]
+    copied = cur.execute(
+        sql.SQL(q["bulk_batch"]).format(batch=batch, table=sql.Identifier("public", table), predicate=predicate),
+        params,
+    ).rowcount
+    # DDL takes no bound parameters: the two values are quoted by the driver (sql.Literal).
+    cur.execute(
+        sql.SQL(q["bulk_batch_columns"]).format(batch=batch, run_id=sql.Literal(run_id), reason=sql.Literal(reason))
+    )
+    known = {*live, *dict(EXTRA_COLUMNS)}
+    missing = [(name, kind) for name, kind in _columns(cur, ARCHIVE_SCHEMA, table) if name not in known]
+    if missing:  # columns the live table has dropped since: the batch needs them to inherit
+        adds = [sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(n), sql.SQL(k)) for n, k in missing]
+        cur.execute(sql.SQL("ALTER TABLE {} ").format(batch) + sql.SQL(", ").join(adds))
+    cur.execute(sql.SQL(q["attach_batch"]).format(batch=batch, archive=sql.Identifier(ARCHIVE_SCHEMA, table)))
+    return copied

@@ -2,8 +2,9 @@
 
 One transaction per table: a retry, or a run killed midway, starts again from the same state.
 The plan depends on the share of duplicates: when most rows go and nothing references the table,
-the survivors are saved, the table truncated and the survivors put back (the 3.47 M-row incident
-costs about one copy of the table); otherwise a DELETE anti-joined to the keep-set. A referenced
+the removed rows are archived as one batch table, the survivors saved, the table truncated and
+the survivors put back (the 3.47 M-row incident costs little more than one copy of the table);
+otherwise the removed rows are archived and deleted against the keep-set. A referenced
 table is never truncated: references to a removed duplicate move to its survivor first.
 """
 
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 from psycopg import Connection, Cursor, Rollback, sql
 
-from league_import.archive import archive_rows, live_columns
+from league_import.archive import archive_bulk, archive_rows, live_columns
 from league_import.catalog import REFERENCES, NaturalKey, natural_key
 from league_import.sql import statements
 
 TRUNCATE_SHARE = 0.5  # above this share of duplicates, truncate-and-reload beats DELETE
+KEEP_LIST_MAX = 100_000  # up to this many survivors, the keep-set is passed as an array
 
 
 class CopyMismatchError(RuntimeError):
@@ -61,13 +63,20 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
             if referencing:
                 report["repointed"] = _repoint(cur, key, referencing, run_id)
             predicate = sql.SQL(statements("dedup")["not_kept"]).format(ref=ref)
-            archived = archive_rows(cur, key.table, predicate, {}, run_id, "duplicate")
             if not referencing and removed > total * TRUNCATE_SHARE:
                 report["plan"] = "truncate_reload"
+                params = {}
+                if kept <= KEEP_LIST_MAX:
+                    params["keep"] = _run(cur, "keep_list").fetchone()[0]
+                    predicate = sql.SQL(statements("dedup")["not_in_keep_list"]).format(
+                        ref=ref, ref_type=sql.SQL("bigint" if has_id else "tid")
+                    )
+                archived = archive_bulk(cur, key.table, predicate, params, run_id, "duplicate")
                 _run(cur, "save_survivors", table=table, ref=ref)
                 _run(cur, "truncate_reload", table=table)
             else:
                 report["plan"] = "delete"
+                archived = archive_rows(cur, key.table, predicate, {}, run_id, "duplicate")
                 _run(cur, "delete_not_kept", table=table, ref=ref)
             after = _run(cur, "count_rows", table=table).fetchone()[0]
             if archived != removed or after != kept:

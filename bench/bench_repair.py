@@ -1,0 +1,548 @@
+"""Benchmark restore_mapping on 1 M user rows with 10 % orphans against an UPDATE ... FROM floor (docs/benchmarks.md).
+
+A measurement, not a test: it exits non-zero only on errors and prints PASS/MISS for the target.
+Run: PYTHONPATH=plugins .venv/bin/python bench/bench_repair.py [--rows 100000] [--json PATH] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from common import expect, peak_rss_mib, positive, scratch_database, server_uri, template_pattern, timed
+from psycopg import sql
+
+from league_import.backup import refresh_key_map
+from league_import.catalog import REFERENCES, TEAM_COLUMNS
+from league_import.constraints import check_constraints
+from league_import.repair import STRATEGIES, restore_mapping
+from league_import.schema import ensure_schema
+from league_import.sources import read_leagues
+from league_import.sql import statements
+from league_import.upsert import load_league
+
+ROWS = 1_000_000
+REPEAT = 3
+TARGET_FLOOR_RATIO = 2.0
+RUN_ID = "bench-run"
+SETUP_RUN_ID = "bench-setup"  # the night before: the key map learnt the ids the old ETL then churned
+DEMO_DATA = Path(__file__).resolve().parents[1] / "include" / "demo_data"
+CHURN_EVERY = 10  # every 10th team (by id) is re-keyed; every 10th user row points at one of them
+
+# The user rows, by share of --rows. A membership's user has two teams; polls and messages cycle
+# over the same users; every practice session is distinct on practice_times' natural key.
+SHARES = (("practice_times", 0.60), ("polls", 0.15), ("captain_messages", 0.15), ("team_memberships", 0.10))
+USER_TABLES = tuple(table for table, _ in SHARES)
+TEAM_REFERENCES = tuple(r for r in REFERENCES if r.to_teams and r.table in USER_TABLES)
+assert {c.table for c in TEAM_COLUMNS} == set(USER_TABLES), "the benchmark must fill every declared team column"
+
+# Row g of a table: every 10th row on a churned team, the others on the rest, round robin.
+SLOT = """
+FROM generate_series(1, %(n)s) g
+JOIN bench.slots s ON s.churned = (g %% 10 = 0)
+ AND s.idx = CASE WHEN g %% 10 = 0 THEN (g / 10) %% %(churned)s ELSE g %% %(kept)s END
+"""
+FILL = {
+    "practice_times": """
+INSERT INTO public.practice_times (id, team_id, day_of_week, start_time, end_time, location, league_id)
+SELECT g, s.team_id,
+       (ARRAY['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'])[g %% 7 + 1],
+       time '06:00' + (g %% 15) * interval '1 hour', time '07:30' + (g %% 15) * interval '1 hour',
+       'Court ' || g, s.league_id
+""",
+    "polls": """
+INSERT INTO public.polls (id, team_id, created_by, question)
+SELECT g, s.team_id, (g - 1) %% %(users)s + 1, 'Who can play Tuesday? (' || g || ')'
+""",
+    "captain_messages": """
+INSERT INTO public.captain_messages (id, team_id, captain_user_id, message)
+SELECT g, s.team_id, (g - 1) %% %(users)s + 1, 'Bring balls, and the new schedule (' || g || ')'
+""",
+    "team_memberships": """
+INSERT INTO public.team_memberships (user_id, team_id, is_primary)
+SELECT (g + 1) / 2, s.team_id, g %% 2 = 1
+""",
+}
+
+# The old ETL's id churn: each churned team deleted and inserted again under a new id from the
+# identity sequence, with its schedule and standings; foreign-key triggers off, as it ran.
+CHURN = """
+CREATE TABLE bench.churn AS
+SELECT id AS old_id, nextval(pg_get_serial_sequence('public.teams', 'id')) AS new_id
+FROM (SELECT id FROM public.teams ORDER BY id) t
+WHERE id IN (SELECT team_id FROM bench.slots WHERE churned);
+CREATE TEMP TABLE churned_teams AS SELECT * FROM public.teams WHERE id IN (SELECT old_id FROM bench.churn);
+DELETE FROM public.teams WHERE id IN (SELECT old_id FROM bench.churn);
+INSERT INTO public.teams (id, league_id, club_id, series_id, team_name, team_key, sub_team, is_active,
+                          created_at, updated_at)
+SELECT c.new_id, t.league_id, t.club_id, t.series_id, t.team_name, t.team_key, t.sub_team, t.is_active,
+       t.created_at, t.updated_at
+FROM churned_teams t JOIN bench.churn c ON c.old_id = t.id;
+UPDATE public.schedule x SET home_team_id = c.new_id FROM bench.churn c WHERE x.home_team_id = c.old_id;
+UPDATE public.schedule x SET away_team_id = c.new_id FROM bench.churn c WHERE x.away_team_id = c.old_id;
+UPDATE public.series_stats x SET team_id = c.new_id FROM bench.churn c WHERE x.team_id = c.old_id;
+DROP TABLE churned_teams;
+"""
+
+# Where each user row is, by natural key: (table, row id or membership user, league, series, team key).
+# Before the repair an orphan's team is read from the key map, after it from teams.
+PLACEMENT = """
+SELECT {tbl}::text AS tbl, t.{rid}::bigint AS rid, {code} AS league_code, {series} AS series_key,
+       {team} AS team_key
+FROM {table} t {joins}
+"""
+CURRENT_JOINS = """
+LEFT JOIN public.teams x ON x.id = t.team_id
+LEFT JOIN public.series s ON s.id = x.series_id
+LEFT JOIN public.leagues l ON l.id = x.league_id"""
+KEY_MAP_JOINS = "LEFT JOIN etl.team_key_map k ON k.team_id = t.team_id"
+
+# The floor: the id map given, the least that re-pointing the orphans costs (one UPDATE per table).
+FLOOR_MAP = "CREATE TEMP TABLE floor_map AS SELECT old_id, new_id FROM bench.churn"
+FLOOR_UPDATE = "UPDATE {table} t SET team_id = m.new_id FROM floor_map m WHERE t.team_id = m.old_id"
+
+
+def split(rows: int) -> dict[str, int]:
+    """Rows per user table; practice_times takes what rounding leaves."""
+    sizes = {table: int(rows * share) for table, share in SHARES[1:]}
+    return {SHARES[0][0]: rows - sum(sizes.values()), **sizes}
+
+
+class Bench:
+    """One scratch database: the bundled season, churned once; every measurement starts from a fresh fill."""
+
+    def __init__(self, uri: str, rows: int):
+        self.uri, self.rows = uri, rows
+        self.sizes = split(rows)
+        self.orphans = sum(n // CHURN_EVERY for n in self.sizes.values())
+        self.users = max(1, (self.sizes["team_memberships"] + 1) // 2)
+        self.admin = psycopg.connect(uri, autocommit=True)
+        self.can_checkpoint = True
+        self.teams = self.churned = 0
+        self.setup_s: dict[str, float] = {}
+
+    def close(self) -> None:
+        self.admin.close()
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.uri, autocommit=False)
+
+    def quiesce(self) -> None:
+        """Flush dirty pages first, so a checkpoint owed to earlier work does not land in a timing."""
+        if not self.can_checkpoint:
+            return
+        try:
+            self.admin.execute("CHECKPOINT")
+        except psycopg.errors.InsufficientPrivilege:
+            self.can_checkpoint = False
+
+    def scalar(self, query: str | sql.Composable, params: dict | None = None):
+        return self.admin.execute(query, params).fetchone()[0]
+
+    def setup(self) -> None:
+        """The season loaded, the key map written, then the old ETL's churn of every 10th team."""
+        started = time.perf_counter()
+        self.admin.execute("DROP SCHEMA IF EXISTS public, etl, etl_archive, bench CASCADE")
+        self.admin.execute("CREATE SCHEMA public")
+        self.admin.execute("CREATE SCHEMA bench")
+        leagues = read_leagues(DEMO_DATA, [])
+        with self.connect() as conn:
+            ensure_schema(conn)
+            check_constraints(conn)  # empty tables: every key and foreign key added, valid
+            for league in leagues:
+                load_league(conn, league)
+        self.admin.execute(
+            "INSERT INTO public.users (id, email) SELECT u, 'user' || u || '@example.com' "
+            "FROM generate_series(1, %(users)s) u",
+            {"users": self.users},
+        )
+        self.admin.execute(
+            """CREATE TABLE bench.slots AS
+               SELECT churned, (row_number() OVER (PARTITION BY churned ORDER BY id) - 1)::int AS idx,
+                      id AS team_id, league_id
+               FROM (SELECT id, league_id, row_number() OVER (ORDER BY id) %% %(every)s = 0 AS churned
+                     FROM public.teams) t""",
+            {"every": CHURN_EVERY},
+        )
+        self.teams = self.scalar("SELECT count(*) FROM public.teams")
+        self.churned = self.scalar("SELECT count(*) FROM bench.slots WHERE churned")
+        expect(self.churned >= 1 and self.teams - self.churned >= 2, f"only {self.teams} teams loaded")
+        with self.connect() as conn, conn.cursor() as cur:
+            refresh_key_map(cur, SETUP_RUN_ID)  # as the backup task of the night before
+        self.admin.execute("SET session_replication_role = replica")
+        self.admin.execute(CHURN)
+        self.admin.execute("SET session_replication_role = origin")
+        moved = self.scalar("SELECT count(*) FROM bench.churn c JOIN public.teams t ON t.id = c.new_id")
+        expect(moved == self.churned, f"{moved} of {self.churned} teams re-keyed")
+        self.admin.execute("CREATE TABLE bench.key_map AS SELECT * FROM etl.team_key_map")
+        self.setup_s["season and churn"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        self.refill()
+        # Every fill is the same: where each row belongs, read once through the key map.
+        self.admin.execute(sql.SQL("CREATE TABLE bench.expected AS {}").format(placement(via_key_map=True)))
+        unplaced = self.scalar("SELECT count(*) FROM bench.expected WHERE team_key IS NULL")
+        expect(unplaced == 0, f"{unplaced} user rows on team ids the key map does not know")
+        self.setup_s["first fill"] = time.perf_counter() - started
+
+    def refill(self) -> None:
+        """Back to the churned state: user tables refilled, team foreign keys NOT VALID, no repair logged."""
+        for ref in TEAM_REFERENCES:
+            self.admin.execute(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                    sql.Identifier("public", ref.table), sql.Identifier(ref.name)
+                )
+            )
+        for table in USER_TABLES:
+            self.admin.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("etl_archive", table)))
+        self.admin.execute("TRUNCATE etl.repairs, etl.quarantine, etl.team_key_map")
+        self.admin.execute("INSERT INTO etl.team_key_map SELECT * FROM bench.key_map")
+        self.admin.execute("SET session_replication_role = replica")
+        self.admin.execute(
+            sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(sql.Identifier("public", t) for t in USER_TABLES))
+        )
+        params = {"users": self.users, "churned": self.churned, "kept": self.teams - self.churned}
+        for table, n in self.sizes.items():
+            written = self.admin.execute(FILL[table] + SLOT + " ORDER BY g", {**params, "n": n}).rowcount
+            expect(written == n, f"{table}: filled {written} of {n} rows")
+        self.admin.execute("SET session_replication_role = origin")
+        with self.connect() as conn:
+            # As validate_constraints leaves a database with orphans: team foreign keys NOT VALID.
+            findings = {f.constraint: f for f in check_constraints(conn)}
+        for ref in TEAM_REFERENCES:
+            found = findings[ref.name]
+            orphans = self.sizes[ref.table] // CHURN_EVERY
+            expect(
+                found.state == "added_not_valid" and found.blocking_rows == orphans,
+                f"{ref.name}: {found.state} with {found.blocking_rows} orphans, {orphans} expected",
+            )
+        for table in (*USER_TABLES, "teams", "etl.team_key_map"):
+            name = sql.Identifier(*table.split(".")) if "." in table else sql.Identifier("public", table)
+            self.admin.execute(sql.SQL("VACUUM (ANALYZE) {}").format(name))
+        self.quiesce()
+
+    def count_orphans(self) -> int:
+        return sum(
+            self.scalar(
+                sql.SQL(
+                    "SELECT count(*) FROM {} t WHERE t.team_id IS NOT NULL "
+                    "AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = t.team_id)"
+                ).format(sql.Identifier("public", table))
+            )
+            for table in USER_TABLES
+        )
+
+    def verify_placement(self, who: str) -> None:
+        """Every user row still there, each on a team with the natural key it had before the churn."""
+        expect(self.count_orphans() == 0, f"{who}: orphans left")
+        current = placement(via_key_map=False)
+        missing = self.scalar(sql.SQL("SELECT count(*) FROM (TABLE bench.expected EXCEPT ALL {}) x").format(current))
+        extra = self.scalar(sql.SQL("SELECT count(*) FROM ({} EXCEPT ALL TABLE bench.expected) x").format(current))
+        expect(
+            missing == 0 and extra == 0,
+            f"{who}: {missing} user rows lost or on a team with another natural key ({extra} unexpected)",
+        )
+
+    def floor(self) -> float:
+        """The id map ready (untimed); one UPDATE ... FROM per user table and the commit, timed."""
+        self.refill()
+        with self.connect() as conn:
+            conn.execute(FLOOR_MAP)
+            conn.execute("ANALYZE floor_map")
+            conn.commit()
+            seconds, moved = timed(lambda: run_floor(conn))
+        expect(moved == self.orphans, f"the floor moved {moved} of {self.orphans} rows")
+        self.verify_placement("floor")
+        return seconds
+
+    def ours(self) -> float:
+        """The whole restore_mapping step on a fresh connection (it commits itself), then checked."""
+        self.refill()
+        with self.connect() as conn:
+            seconds, report = timed(lambda: restore_mapping(conn, RUN_ID))
+        self.verify(report)
+        return seconds
+
+    def verify(self, report: dict) -> None:
+        expect(report["orphans"] == self.orphans, f"restore_mapping found {report['orphans']} of {self.orphans}")
+        expected = {s: self.orphans if s == "key_map" else 0 for s in STRATEGIES}
+        expect(report["by_strategy"] == expected, f"decided {report['by_strategy']}, expected {expected}")
+        logged = self.scalar(
+            "SELECT count(*) FROM etl.repairs WHERE run_id = %(run)s AND strategy = 'key_map'", {"run": RUN_ID}
+        )
+        expect(logged == self.orphans, f"{logged} key_map decisions in etl.repairs, {self.orphans} expected")
+        invalid = self.scalar(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated AND conname = ANY(%(n)s)",
+            {"n": [r.name for r in TEAM_REFERENCES]},
+        )
+        expect(invalid == 0, f"{invalid} team foreign keys still NOT VALID")
+        self.verify_placement("restore_mapping")
+
+
+def placement(*, via_key_map: bool) -> sql.Composable:
+    """Every user row's team by natural key, as one UNION ALL query."""
+    parts = []
+    for table in USER_TABLES:
+        prefix = "k." if via_key_map else ""
+        parts.append(
+            sql.SQL(PLACEMENT).format(
+                tbl=sql.Literal(table),
+                table=sql.Identifier("public", table),
+                rid=sql.Identifier("user_id" if table == "team_memberships" else "id"),
+                code=sql.SQL("k.league_code" if via_key_map else "l.code"),
+                series=sql.SQL(prefix + "series_key" if via_key_map else "s.series_key"),
+                team=sql.SQL(prefix + "team_key" if via_key_map else "x.team_key"),
+                joins=sql.SQL(KEY_MAP_JOINS if via_key_map else CURRENT_JOINS),
+            )
+        )
+    return sql.SQL("SELECT * FROM ({}) placed").format(sql.SQL(" UNION ALL ").join(parts))
+
+
+def run_floor(conn: psycopg.Connection) -> int:
+    moved = 0
+    with conn.cursor() as cur:
+        for table in USER_TABLES:
+            moved += cur.execute(sql.SQL(FLOOR_UPDATE).format(table=sql.Identifier("public", table))).rowcount
+    conn.commit()
+    return moved
+
+
+# --profile: seconds, calls and WAL bytes per statement, named as in include/sql/*.sql, filled by StatementTimer.
+SPENT: dict[str, float] = defaultdict(float)
+CALLS: dict[str, int] = defaultdict(int)
+WAL: dict[str, int] = defaultdict(int)
+# repair first: dedup.sql has a lock_table of its own, and the first family that matches names it.
+PATTERNS = [
+    (f"{family}.{name}", template_pattern(text))
+    for family in ("repair", "backup", "dedup", "archive", "constraints")
+    for name, text in statements(family).items()
+]
+FLOOR_PATTERN = template_pattern(FLOOR_UPDATE)
+
+
+def statement_name(text: str) -> str:
+    text = text.strip()
+    if FLOOR_PATTERN.fullmatch(text):
+        return "floor UPDATE ... FROM"
+    if text.startswith('ALTER TABLE "etl_archive".') and "ADD COLUMN IF NOT EXISTS" in text:
+        return "archive: ensure_archive's ADD COLUMN IF NOT EXISTS"  # composed in league_import.archive
+    for name, pattern in PATTERNS:
+        if pattern.fullmatch(text):
+            return name
+    return "unnamed: " + " ".join(text.split()[:3])
+
+
+class StatementTimer(psycopg.Cursor):
+    """Times every execute of restore_mapping without copying its steps, so they cannot drift."""
+
+    wal_probe: psycopg.Connection | None = None  # a second connection reading the WAL position
+
+    def execute(self, query, params=None, **kwargs):
+        before = self._wal()
+        start = time.perf_counter()
+        try:
+            return super().execute(query, params, **kwargs)
+        finally:
+            spent = time.perf_counter() - start
+            name = statement_name(query if isinstance(query, str) else query.as_string(self))
+            SPENT[name] += spent
+            CALLS[name] += 1
+            WAL[name] += self._wal() - before
+
+    def _wal(self) -> int:
+        if self.wal_probe is None:
+            return 0
+        return int(self.wal_probe.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0])
+
+
+def profile(bench: Bench) -> dict[str, dict]:
+    """One profiled floor and one profiled restore_mapping: where the time (and the WAL) goes."""
+    runs: dict[str, dict] = {}
+    probe = psycopg.connect(bench.uri, autocommit=True)
+    try:
+        probe.execute("SELECT pg_current_wal_insert_lsn()")
+        StatementTimer.wal_probe = probe
+    except psycopg.Error:  # WAL figures are left out rather than failing the run
+        StatementTimer.wal_probe = None
+
+    def record(name: str, conn: psycopg.Connection, work: Callable[[], object]) -> object:
+        SPENT.clear()
+        CALLS.clear()
+        WAL.clear()
+        conn.cursor_factory = StatementTimer
+        total, result = timed(work)
+        runs[name] = {
+            **SPENT,
+            "rest (Python, savepoints, commit)": total - sum(SPENT.values()),
+            "total": total,
+            "calls": dict(CALLS),
+            "wal_mib": {k: v / 2**20 for k, v in WAL.items()},
+        }
+        return result
+
+    try:
+        bench.refill()
+        with bench.connect() as conn:
+            conn.execute(FLOOR_MAP)
+            conn.execute("ANALYZE floor_map")
+            conn.commit()
+            moved = record("floor", conn, lambda: run_floor(conn))
+        expect(moved == bench.orphans, f"the floor moved {moved} of {bench.orphans} rows")
+        bench.refill()
+        with bench.connect() as conn:
+            report = record("ours", conn, lambda: restore_mapping(conn, RUN_ID))
+        bench.verify(report)
+    finally:
+        StatementTimer.wal_probe = None
+        probe.close()
+    return runs
+
+
+PROFILE_KEYS = ("total", "calls", "wal_mib")
+REST = "rest (Python, savepoints, commit)"
+
+
+def print_profile(rows: int, runs: dict[str, dict]) -> None:
+    steps = [s for s in dict.fromkeys(k for r in runs.values() for k in r) if s not in (*PROFILE_KEYS, REST)]
+    steps = [s for s in steps if max(r.get(s, 0.0) for r in runs.values()) >= 0.001] + [REST, "total"]
+    with_wal = any(r["wal_mib"] for r in runs.values())
+    label = {s: s + (f" (x{n})" if (n := max(r["calls"].get(s, 0) for r in runs.values())) > 1 else "") for s in steps}
+    width = max(map(len, label.values()))
+    print(f"profile at {rows:,} user rows (one run each, seconds" + (", WAL MiB)" if with_wal else ")"))
+    print(f"{'step':<{width}}  " + "  ".join(f"{name:>9}" + ("  WAL MiB" if with_wal else "") for name in runs))
+    for step in steps:
+        cells = []
+        for r in runs.values():
+            cells.append(f"{r[step]:>9.3f}" if step in r else f"{'-':>9}")
+            if with_wal:
+                wal = sum(r["wal_mib"].values()) if step == "total" else r["wal_mib"].get(step)
+                cells.append(f"{wal:>9.1f}" if wal is not None else f"{'-':>9}")
+        print(f"{label[step]:<{width}}  " + "  ".join(cells))
+    print("statements under 1 ms in both runs are left out; (xN): executed N times, times summed")
+
+
+def measure(bench: Bench, repeat: int) -> dict:
+    samples: dict[str, list[float]] = {"floor": [], "ours": []}
+    bench.setup()
+    print(
+        f"  set-up: {bench.teams} teams ({bench.churned} re-keyed), {bench.rows:,} user rows "
+        + ", ".join(f"{t} {n:,}" for t, n in bench.sizes.items())
+        + f"; {sum(bench.setup_s.values()):.0f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+    # Alternated, each on a fresh fill, so drift on the machine spreads over both alike.
+    for rep in range(repeat):
+        samples["floor"].append(bench.floor())
+        samples["ours"].append(bench.ours())
+        print(
+            f"  run {rep + 1}/{repeat}: floor {samples['floor'][-1]:.3f}s, ours {samples['ours'][-1]:.3f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+    floor, ours = statistics.median(samples["floor"]), statistics.median(samples["ours"])
+    return {
+        "rows": bench.rows,
+        "rows_by_table": bench.sizes,
+        "teams": bench.teams,
+        "teams_rekeyed": bench.churned,
+        "orphans": bench.orphans,
+        "floor_s": floor,
+        "ours_s": ours,
+        "ours_over_floor": ours / floor,
+        "samples": samples,
+    }
+
+
+def print_table(r: dict) -> None:
+    header = ("user rows", "orphans", "floor (s)", "ours (s)", "ours/floor")
+    line = (f"{r['rows']:,}", f"{r['orphans']:,}", f"{r['floor_s']:.3f}", f"{r['ours_s']:.3f}")
+    line += (f"{r['ours_over_floor']:.2f}x",)
+    widths = [max(len(h), len(c)) for h, c in zip(header, line)]
+    for cells in (header, line):
+        print("  ".join(cell.rjust(w) for cell, w in zip(cells, widths)))
+
+
+def target(r: dict) -> dict:
+    ratio = r["ours_over_floor"]
+    return {
+        "target": f"restore_mapping within {TARGET_FLOOR_RATIO:g}x of the floor at {r['rows']:,} user rows",
+        "value": f"{ratio:.2f}x",
+        "status": "PASS" if ratio <= TARGET_FLOOR_RATIO else "MISS",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=positive, default=ROWS, help=f"user rows in all (default {ROWS:,})")
+    parser.add_argument("--repeat", type=positive, default=REPEAT, help="runs of each; the median is reported")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    parser.add_argument("--profile", action="store_true", help="also time each statement in one extra run")
+    args = parser.parse_args(argv)
+    if min(split(args.rows).values()) < CHURN_EVERY:
+        parser.error(f"--rows must give every user table at least {CHURN_EVERY} rows (--rows 100 or more)")
+
+    # A terminated run still drops its database and stops its embedded server (finally, atexit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    started = time.perf_counter()
+    uri, source = server_uri()
+    with scratch_database(uri, "bench_repair") as (db_uri, version):
+        bench = Bench(db_uri, args.rows)
+        try:
+            print(f"server: PostgreSQL {version}, {source}; {os.cpu_count()} cores; median of {args.repeat} run(s)")
+            result = measure(bench, args.repeat)
+            breakdown = profile(bench) if args.profile else None
+        finally:
+            bench.close()
+
+    peak = peak_rss_mib()
+    print()
+    print_table(result)
+    print()
+    if breakdown:
+        print_profile(args.rows, breakdown)
+        print()
+    print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
+    if not bench.can_checkpoint:
+        print("note: no CHECKPOINT privilege, timings may include checkpoints owed to earlier runs")
+    check = target(result)
+    print(f"{check['status']:4}  {check['target']}: {check['value']}")
+    elapsed = time.perf_counter() - started
+    print(f"total {elapsed:.0f}s")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "server": {"version": version, "source": source},
+                    "machine": {
+                        "cores": os.cpu_count(),
+                        "python": platform.python_version(),
+                        "psycopg": psycopg.__version__,
+                    },
+                    "repeat": args.repeat,
+                    "result": result,
+                    "setup_s": bench.setup_s,
+                    "peak_rss_mib": peak,
+                    "target": check,
+                    "profile": breakdown,
+                    "elapsed_s": elapsed,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
