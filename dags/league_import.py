@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, Param, dag
+from airflow.sdk import Asset, CronTriggerTimetable, Param, dag
 
 from league_import.notifications import failure_notifier
 from league_import.operators import (
@@ -24,6 +24,8 @@ from league_import.operators import (
 )
 
 DEMO_DATA = str(Path(__file__).resolve().parents[1] / "include" / "demo_data")
+# Updated when a run succeeds (its health check passed): downstream DAGs can schedule on it.
+TEAMS = Asset(name="league_teams", uri="league-import://league_db/public/teams")
 
 
 @dag(
@@ -75,7 +77,7 @@ def league_import():
     backup = BackupOperator(task_id="backup")
     upsert = UpsertTeamsOperator(task_id="upsert_teams")
     restore = RestoreMappingOperator(task_id="restore_mapping")
-    health = HealthCheckOperator(task_id="health_check", finishes_run=True)
+    health = HealthCheckOperator(task_id="health_check", finishes_run=True, outlets=[TEAMS])
     validate >> deduplicate >> backup >> upsert >> restore >> health
 
 

@@ -174,9 +174,9 @@ def _rows(cur: Cursor, run_id: str | None, limits: dict) -> list[Check]:
                 check.status = "error"
             elif ratio >= limits["growth_warn"]:
                 check.status = "warn"
-            elif table in ETL_TABLES and lost >= limits["drop_error"]:
+            elif table in ETL_TABLES and lost > limits["drop_error"]:
                 check.status = "error"
-            elif table in ETL_TABLES and lost >= limits["drop_warn"]:
+            elif table in ETL_TABLES and lost > limits["drop_warn"]:
                 check.status = "warn"
         out.append(check)
     return out

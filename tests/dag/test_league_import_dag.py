@@ -52,6 +52,7 @@ def test_wiring(league_dag):
     assert params["leagues"] == [] and params["dry_run"] is False
     assert params["max_deactivation_ratio"] == 0.2
     assert params["source_dir"].endswith("include/demo_data")
+    assert [a.uri for a in league_dag.get_task("health_check").outlets] == ["league-import://league_db/public/teams"]
     declared = {name: league_dag.params.get_param(name) for name in params}
     assert declared["source_dir"].schema["type"] == "string"
     assert declared["leagues"].schema["type"] == "array" and declared["dry_run"].schema["type"] == "boolean"
@@ -181,3 +182,21 @@ def test_airflow_dags_test_cli_exit_codes(airflow_db, db_uri, tmp_path):
     assert bad.returncode != 0
     _, report = latest_run(db_uri)
     assert "param source_dir" in report["error"]
+
+
+def test_a_clean_run_is_healthy_and_an_orphan_fails_the_run_by_name(league_dag, db_uri):
+    assert run(league_dag).state == "success"
+    _, report = latest_run(db_uri)
+    assert report["health_check"]["status"] == "ok" and report["health_check"]["counts"]["error"] == 0
+    assert Path(report["health_check"]["report_path"]).exists()
+    with psycopg.connect(db_uri) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("INSERT INTO polls (id, team_id, question) VALUES (1, 424242, 'orphan')")
+        conn.commit()
+    failed = league_dag.test(run_conf=DEFAULTS, mark_success_pattern="^restore_mapping$")  # repair skipped
+    assert failed.state == "failed"
+    status, report = latest_run(db_uri)
+    assert status == "failed"
+    assert report["error"].startswith("health_check: 1 health checks failed:")
+    assert "- orphans polls.team_id: 1 (threshold 0) 1 rows point at no team" in report["error"]
+    assert report["health_check"]["problems"][0]["subject"] == "polls.team_id"
