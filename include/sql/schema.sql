@@ -211,3 +211,12 @@ CREATE TABLE IF NOT EXISTS etl.health_checks (
     checked_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, check_name, subject)
 );
+
+-- One run at a time: the run holding the lease; the first task of a run claims it, every task
+-- refreshes it, the end of the run frees it (league_import.runs).
+CREATE TABLE IF NOT EXISTS etl.run_lock (
+    id           integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    run_id       text,
+    acquired_at  timestamptz,
+    heartbeat_at timestamptz
+);

@@ -49,15 +49,26 @@ class LeagueStepOperator(BaseOperator):
         from league_import.constraints import ConstraintError
         from league_import.dedup import CopyMismatchError
         from league_import.health import HealthCheckError
-        from league_import.runs import finish_run, record_step
+        from league_import.runs import ConcurrentRunError, claim_run, finish_run, lock_task, record_step
+        from league_import.schema import ensure_schema
         from league_import.sources import SourceError
         from league_import.upsert import DeactivationGuardError
 
-        data_errors = (SourceError, DeactivationGuardError, ConstraintError, BackupCountError, CopyMismatchError)
+        data_errors = (
+            SourceError,
+            DeactivationGuardError,
+            ConstraintError,
+            BackupCountError,
+            CopyMismatchError,
+            ConcurrentRunError,
+        )
         transient = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.IntegrityError)
         params = context["params"]
         with connect(self.conn_id) as conn:
             try:
+                lock_task(conn)
+                ensure_schema(conn)
+                claim_run(conn, context["run_id"])
                 report = self.run_step(conn, params, context["run_id"])
             except HealthCheckError as exc:
                 record_step(conn, context["run_id"], self.step, exc.report)
@@ -78,10 +89,11 @@ class LeagueStepOperator(BaseOperator):
 
 
 class ValidateConstraintsOperator(LeagueStepOperator):
-    """Create missing tables, open the run's etl.runs row, validate sources and params, then check
-    every declared constraint and add the safe ones (league_import.constraints).
+    """Open the run's etl.runs row, validate sources and params, then check every declared
+    constraint and add the safe ones (league_import.constraints).
 
-    The empty tables are created even on a dry run: the run's report needs a place to live.
+    Every task first creates missing tables (league_import.schema), even on a dry run: the
+    run's report needs a place to live.
     """
 
     step = "validate_constraints"
@@ -89,10 +101,8 @@ class ValidateConstraintsOperator(LeagueStepOperator):
     def run_step(self, conn, params: dict, run_id: str) -> dict:
         from league_import.constraints import check_constraints, summarize
         from league_import.runs import start_run
-        from league_import.schema import ensure_schema
         from league_import.sources import read_leagues
 
-        ensure_schema(conn)
         start_run(conn, run_id, bool(params["dry_run"]))
         leagues = read_leagues(params["source_dir"], params["leagues"])
         findings = check_constraints(conn, apply=not params["dry_run"])

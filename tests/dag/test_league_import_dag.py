@@ -200,3 +200,30 @@ def test_a_clean_run_is_healthy_and_an_orphan_fails_the_run_by_name(league_dag, 
     assert report["error"].startswith("health_check: 1 health checks failed:")
     assert "- orphans polls.team_id: 1 (threshold 0) 1 rows point at no team" in report["error"]
     assert report["health_check"]["problems"][0]["subject"] == "polls.team_id"
+
+
+def test_a_second_run_or_task_fails_fast_and_changes_nothing(league_dag, db_uri):
+    from league_import.runs import TASK_LOCK
+
+    assert run(league_dag).state == "success"
+    with psycopg.connect(db_uri, autocommit=True) as other, psycopg.connect(db_uri) as conn:
+        before = snapshot(conn)
+        # A task of another deployment is working: this run's first task stops at once.
+        other.execute("SELECT pg_advisory_lock(%s)", (TASK_LOCK,))
+        assert run(league_dag, max_deactivation_ratio=1.0).state == "failed"
+        _, report = latest_run(db_uri)
+        assert "another league_import task is working on this database (backend pid" in report["error"]
+        other.execute("SELECT pg_advisory_unlock(%s)", (TASK_LOCK,))
+        # Another run holds the lease between its tasks: no interleaving either.
+        other.execute("INSERT INTO etl.runs (run_id, status) VALUES ('other-deployment-run', 'running')")
+        other.execute(
+            "UPDATE etl.run_lock SET run_id = 'other-deployment-run', acquired_at = now(), heartbeat_at = now()"
+        )
+        assert run(league_dag).state == "failed"
+        _, report = latest_run(db_uri)
+        assert "run other-deployment-run is in progress on this database" in report["error"]
+        assert snapshot(conn) == before
+        # Once that run has ended (or its lease went stale), the next run proceeds.
+        other.execute("UPDATE etl.runs SET status = 'failed' WHERE run_id = 'other-deployment-run'")
+        assert run(league_dag).state == "success"
+        assert other.execute("SELECT run_id FROM etl.run_lock").fetchone() == (None,)
