@@ -132,10 +132,31 @@ def corrupt(src, case):
         stats[8]["team"] = " - 1"
         write(src, STATS_FILE, stats)
         return "series_stats.json: record 8: field 'team'"
+    if case == "empty_array":
+        write(src, SCHEDULE_FILE, [])
+        return "schedules.json: the array holds no records"
+    if case == "folder_without_files":
+        (src / "NSTF").mkdir()
+        return "NSTF: league folder has neither series_stats.json nor schedules.json"
+    if case == "file_over_the_size_limit":
+        with (src / LEAGUE / SCHEDULE_FILE).open("r+b") as big:
+            big.truncate(100 * 1024 * 1024)  # 100 MB, refused before it is read
+        return "schedules.json: 104,857,600 bytes is over the limit of 52,428,800 bytes per file"
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["malformed_json", "missing_field", "league_mismatch", "unparseable_team"])
+BAD_INPUT = [
+    "malformed_json",
+    "missing_field",
+    "league_mismatch",
+    "unparseable_team",
+    "empty_array",
+    "folder_without_files",
+    "file_over_the_size_limit",
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
 def test_bad_input_fails_clearly_and_changes_nothing(league_dag, db_uri, tmp_path, case):
     assert run(league_dag).state == "success"
     src = copy_demo(tmp_path)
@@ -147,6 +168,24 @@ def test_bad_input_fails_clearly_and_changes_nothing(league_dag, db_uri, tmp_pat
     status, report = latest_run(db_uri)
     assert status == "failed"
     assert message in report["error"] and report["error"].startswith("validate_constraints: ")
+
+
+def test_missing_source_dir(league_dag, db_uri, tmp_path):
+    assert run(league_dag, source_dir=str(tmp_path / "nowhere")).state == "failed"
+    _, report = latest_run(db_uri)
+    assert f"param source_dir: '{tmp_path / 'nowhere'}' is not a folder" in report["error"]
+
+
+@pytest.mark.parametrize(
+    ("param", "value"), [("dry_run", "yes"), ("max_deactivation_ratio", 1.5), ("leagues", "APTA_CHICAGO")]
+)
+def test_a_param_of_the_wrong_type_is_refused_before_the_run(league_dag, db_uri, param, value):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=param):
+        run(league_dag, **{param: value})
+    with psycopg.connect(db_uri) as conn:
+        assert snapshot(conn) == {t: "absent" for t in snapshot(conn)}  # nothing ran at all
 
 
 def test_unknown_league_param(league_dag, db_uri):
