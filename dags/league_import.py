@@ -6,6 +6,7 @@ league_import package (plugins/); see README.md.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,7 +39,8 @@ TEAMS = Asset(name="league_teams", uri="league-import://league_db/public/teams")
     doc_md=__doc__,
     default_args={
         "retries": 3,
-        "retry_delay": timedelta(seconds=30),
+        # Connection losses and lock conflicts are retried (data errors fail at once).
+        "retry_delay": timedelta(seconds=int(os.environ.get("LEAGUE_IMPORT_RETRY_DELAY", "30"))),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "on_failure_callback": [mark_run_failed, failure_notifier()],

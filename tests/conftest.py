@@ -29,6 +29,7 @@ os.environ.update(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "LEAGUE_IMPORT_REPORT_DIR": str(_AIRFLOW_HOME / "reports"),
+        "LEAGUE_IMPORT_RETRY_DELAY": "1",  # dag.test() waits out retry_delay between tries
     }
 )
 

@@ -136,3 +136,28 @@ def night(conn, run_id, source=DEMO_DATA):
     record(conn, run_id, checks)
     finish_run(conn, run_id, "success")
     return checks
+
+
+def create_user_data(conn, captains=60):
+    """Users, each captain of one team, with a membership, a poll, a message and a practice;
+    and one message written on a team id nobody knows, naming no series."""
+    for statement in (
+        "INSERT INTO users (id, email) SELECT n, 'captain' || n || '@example.com' FROM generate_series(1, %(n)s) n",
+        """INSERT INTO team_memberships (user_id, team_id, is_primary)
+           SELECT n, t.id, true FROM generate_series(1, %(n)s) n
+           JOIN (SELECT id, row_number() OVER (ORDER BY id) AS n FROM teams) t USING (n)""",
+        "INSERT INTO polls (team_id, created_by, question) SELECT team_id, user_id, 'Who plays?' FROM team_memberships",
+        """INSERT INTO captain_messages (team_id, captain_user_id, message)
+           SELECT team_id, user_id, 'Bring balls' FROM team_memberships""",
+        """INSERT INTO practice_times (team_id, day_of_week, start_time, end_time, location, league_id)
+           SELECT m.team_id, 'Tuesday', '18:00', '19:30', 'Court 1', t.league_id
+           FROM team_memberships m JOIN teams t ON t.id = m.team_id""",
+    ):
+        conn.execute(statement, {"n": captains})
+    # No history at all: a message written on an id nobody knows, naming a series.
+    conn.execute("SET session_replication_role = replica")
+    conn.execute(
+        "INSERT INTO captain_messages (team_id, captain_user_id, message) VALUES (999999, 1, 'Practice moved to 7:22')"
+    )
+    conn.execute("SET session_replication_role = origin")
+    conn.commit()

@@ -79,12 +79,19 @@ SELECT t.* FROM {table} t JOIN dedup_keep k ON k.keep_ref = t.{ref};
 TRUNCATE {table};
 INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM dedup_survivors;
 
--- name: delete_not_kept
-DELETE FROM {table} t
-WHERE NOT EXISTS (SELECT 1 FROM dedup_keep k WHERE k.keep_ref = t.{ref});
-
 -- name: count_rows
 SELECT count(*) FROM {table};
 
 -- name: delete_collisions
 DELETE FROM {referencing} WHERE ctid IN (SELECT ref FROM dedup_collisions);
+
+-- name: survivor_orphans
+-- Survivors whose reference points at no row: put back after a TRUNCATE, the foreign key would
+-- refuse them (their repair comes later, in restore_mapping), so the table is not truncated.
+SELECT count(*) FROM dedup_survivors s
+WHERE s.{column} IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM {target} x WHERE x.{target_column} = s.{column});
+
+-- name: delete_not_kept
+DELETE FROM {table} t
+WHERE {predicate};

@@ -62,22 +62,24 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
             referencing = _referencing(cur, key.table)
             if referencing:
                 report["repointed"] = _repoint(cur, key, referencing, run_id)
-            predicate = sql.SQL(statements("dedup")["not_kept"]).format(ref=ref)
+            predicate, params = sql.SQL(statements("dedup")["not_kept"]).format(ref=ref), {}
+            bulk = removed > total * TRUNCATE_SHARE and kept <= KEEP_LIST_MAX
+            if bulk:  # most rows go, few stay: the keep-set as a hashed array, the archive as one batch
+                params["keep"] = _run(cur, "keep_list").fetchone()[0]
+                predicate = sql.SQL(statements("dedup")["not_in_keep_list"]).format(
+                    ref=ref, ref_type=sql.SQL("bigint" if has_id else "tid")
+                )
+            report["plan"] = "delete"
             if not referencing and removed > total * TRUNCATE_SHARE:
-                report["plan"] = "truncate_reload"
-                params = {}
-                if kept <= KEEP_LIST_MAX:
-                    params["keep"] = _run(cur, "keep_list").fetchone()[0]
-                    predicate = sql.SQL(statements("dedup")["not_in_keep_list"]).format(
-                        ref=ref, ref_type=sql.SQL("bigint" if has_id else "tid")
-                    )
-                archived = archive_bulk(cur, key.table, predicate, params, run_id, "duplicate")
                 _run(cur, "save_survivors", table=table, ref=ref)
+                if not _survivors_break_foreign_keys(cur, key.table):
+                    report["plan"] = "truncate_reload"
+            archive = archive_bulk if bulk else archive_rows
+            archived = archive(cur, key.table, predicate, params, run_id, "duplicate")
+            if report["plan"] == "truncate_reload":
                 _run(cur, "truncate_reload", table=table)
             else:
-                report["plan"] = "delete"
-                archived = archive_rows(cur, key.table, predicate, {}, run_id, "duplicate")
-                _run(cur, "delete_not_kept", table=table, ref=ref)
+                _run(cur, "delete_not_kept", params, table=table, predicate=predicate)
             after = _run(cur, "count_rows", table=table).fetchone()[0]
             if archived != removed or after != kept:
                 raise CopyMismatchError(
@@ -89,6 +91,23 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
         if dry_run:
             raise Rollback(tx)
     return report
+
+
+def _survivors_break_foreign_keys(cur: Cursor, table: str) -> bool:
+    """Whether a survivor points at a missing row through one of the table's foreign keys."""
+    for source, column, target, _, _ in cur.execute(statements("constraints")["foreign_keys"]).fetchall():
+        if (
+            source == table
+            and _run(
+                cur,
+                "survivor_orphans",
+                column=sql.Identifier(column),
+                target=sql.Identifier("public", target),
+                target_column=sql.Identifier("id"),
+            ).fetchone()[0]
+        ):
+            return True
+    return False
 
 
 def _repoint(cur: Cursor, key: NaturalKey, referencing: list[tuple[str, str]], run_id: str) -> dict:

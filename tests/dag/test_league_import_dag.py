@@ -47,7 +47,7 @@ def test_wiring(league_dag):
         assert downstream in league_dag.get_task(upstream).downstream_task_ids
     for task in league_dag.tasks:
         assert task.retries >= 1 and task.retry_exponential_backoff
-        assert task.retry_delay >= timedelta(seconds=10)
+        assert task.retry_delay == timedelta(seconds=int(os.environ["LEAGUE_IMPORT_RETRY_DELAY"]))
     params = league_dag.params
     assert params["leagues"] == [] and params["dry_run"] is False
     assert params["max_deactivation_ratio"] == 0.2

@@ -220,3 +220,20 @@ def test_referenced_table_is_never_truncated_and_references_move_to_the_survivor
     assert q(conn, "SELECT user_id, team_id FROM etl_archive.team_memberships") == [(1, 11)]
     assert q(conn, "SELECT id FROM etl_archive.teams ORDER BY id") == [(11,), (12,)]
     assert report["repointed"]["polls.team_id"] == 2
+
+
+def test_survivors_pointing_at_a_missing_team_are_not_truncated_and_reloaded(conn):
+    """The incident with churned team ids: a valid foreign key would refuse the survivors when put
+    back, before restore_mapping repairs them; so the duplicates are deleted instead."""
+    ensure_schema(conn)
+    check_constraints(conn)
+    conn.execute("ALTER TABLE practice_times DROP CONSTRAINT practice_times_natural_key")
+    conn.execute("SET session_replication_role = replica")  # the old ETL deleted team 7
+    conn.commit()
+    add_practices(conn, {("Mon", "18:00", "Court 1"): 30, ("Tue", "18:00", "Court 1"): 20})
+    conn.execute("SET session_replication_role = origin")
+    conn.commit()
+    report = deduplicate(conn, PRACTICE, "run-1")
+    assert (report["plan"], report["duplicates"], report["rows_after"]) == ("delete", 48, 2)
+    assert one(conn, "SELECT count(*) FROM etl_archive.practice_times") == 48
+    assert q(conn, "SELECT DISTINCT team_id FROM practice_times") == [(7,)]  # still orphans, for the repair
