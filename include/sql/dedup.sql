@@ -61,6 +61,8 @@ SELECT ref FROM (
            row_number() OVER (PARTITION BY {mapped_key} ORDER BY m.dup_id IS NOT NULL, r.ctid) AS rn
     FROM {referencing} r
     LEFT JOIN id_map m ON m.dup_id = r.{column}
+    -- only rows that move, or already sit on a surviving id, can share a key
+    WHERE r.{column} IN (SELECT dup_id FROM id_map UNION ALL SELECT keep_id FROM id_map)
 ) ranked
 WHERE moves AND rn > 1;
 

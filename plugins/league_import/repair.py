@@ -60,23 +60,29 @@ def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sam
         _run(cur, "create_orphans")
         for col in columns:
             _collect(cur, col)
+        _run(cur, "analyze_orphans")
 
         # a. the key map; b. restore known teams, then the key map again for their other old ids
         _run(cur, "decide_by_key_map")
-        _run(cur, "restore_known_teams")
-        _run(cur, "advance_team_ids")
-        _run(cur, "decide_by_key_map")
+        if _undecided(cur):
+            _run(cur, "restore_known_teams")
+            _run(cur, "advance_team_ids")
+            _run(cur, "decide_by_key_map")
         _run(cur, "key_map_ids")
         moved = repoint_references(cur, [(c.table, c.column) for c in columns], run_id)
 
         # c. series named in the text; d. the author's only team; e. quarantine
-        _run(cur, "find_series_mentions")
-        _run(cur, "decide_by_content")
-        _run(cur, "decide_by_user_context")
-        _run(cur, "quarantine_rest")
+        if _undecided(cur):
+            _run(cur, "find_series_mentions")
+            _run(cur, "decide_by_content")
+            _run(cur, "decide_by_user_context")
+            _run(cur, "quarantine_rest")
         removed = {}
+        pending = {(t, c): (rows, held) for t, c, rows, held in _run(cur, "decisions_per_column").fetchall()}
         for col in columns:
-            removed[col.table] = _apply(cur, col, run_id)
+            rows, held = pending.get((col.table, col.column), (0, 0))
+            if rows or held:
+                removed[col.table] = _apply(cur, col, run_id)
         _run(cur, "record_quarantine", {"run_id": run_id})
         _run(cur, "record_decisions", {"run_id": run_id})
 
@@ -102,6 +108,10 @@ def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sam
         if dry_run:
             raise Rollback(tx)
     return report
+
+
+def _undecided(cur: Cursor) -> int:
+    return _run(cur, "undecided").fetchone()[0]
 
 
 def _apply(cur: Cursor, col: TeamColumn, run_id: str) -> int:
