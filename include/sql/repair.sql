@@ -43,12 +43,11 @@ ANALYZE repair_orphans;
 -- name: undecided
 SELECT count(*) FROM repair_orphans WHERE strategy IS NULL;
 
--- name: decisions_per_column
-SELECT table_name, column_name,
-       count(*) FILTER (WHERE strategy IN ('content', 'user_context')) AS row_decisions,
-       count(*) FILTER (WHERE strategy = 'quarantine') AS quarantined
+-- name: decision_counts
+-- Once every orphan is decided: how many rows each strategy took, per team column.
+SELECT table_name, column_name, strategy, count(*)
 FROM repair_orphans
-GROUP BY table_name, column_name;
+GROUP BY table_name, column_name, strategy;
 
 -- name: decide_by_key_map
 UPDATE repair_orphans o
@@ -214,9 +213,6 @@ SET old_team_id = EXCLUDED.old_team_id, reason = EXCLUDED.reason, candidates = E
 INSERT INTO etl.repairs (run_id, table_name, column_name, row_id, old_team_id, new_team_id, strategy)
 SELECT %(run_id)s, table_name, column_name, row_id, old_team_id, new_team_id, strategy
 FROM repair_orphans;
-
--- name: summary
-SELECT table_name, strategy, count(*) FROM repair_orphans GROUP BY 1, 2 ORDER BY 1, 2;
 
 -- name: sample_decisions
 SELECT table_name, row_id, old_team_id, new_team_id, strategy, reason, candidates

@@ -20,6 +20,7 @@ from league_import.references import columns_of, row_id, team_columns
 from league_import.sql import statements
 
 STRATEGIES = ("key_map", "restored_team", "content", "user_context", "quarantine")
+ROW_STRATEGIES = ("content", "user_context", "quarantine")  # written row by row into the user tables
 
 
 def _run(cur: Cursor, statement: str, params: dict | None = None, **parts) -> Cursor:
@@ -77,18 +78,18 @@ def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sam
             _run(cur, "decide_by_content")
             _run(cur, "decide_by_user_context")
             _run(cur, "quarantine_rest")
+        decided = _run(cur, "decision_counts").fetchall()
         removed = {}
-        pending = {(t, c): (rows, held) for t, c, rows, held in _run(cur, "decisions_per_column").fetchall()}
         for col in columns:
-            rows, held = pending.get((col.table, col.column), (0, 0))
-            if rows or held:
+            if any((t, c) == (col.table, col.column) and s in ROW_STRATEGIES for t, c, s, _ in decided):
                 removed[col.table] = _apply(cur, col, run_id)
         _run(cur, "record_quarantine", {"run_id": run_id})
         _run(cur, "record_decisions", {"run_id": run_id})
 
         counts: dict[str, dict[str, int]] = {}
-        for table, strategy, n in _run(cur, "summary").fetchall():
-            counts.setdefault(table, {})[strategy] = n
+        for table, _, strategy, n in decided:
+            by_table = counts.setdefault(table, {})
+            by_table[strategy] = by_table.get(strategy, 0) + n
         decisions = [
             dict(zip(("table", "row_id", "old_team_id", "new_team_id", "strategy", "reason", "candidates"), r))
             for r in _run(cur, "sample_decisions", {"limit": sample}).fetchall()
