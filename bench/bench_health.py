@@ -37,12 +37,12 @@ def fill(conn: psycopg.Connection, rows: int) -> None:
         "INSERT INTO users (id, email) SELECT n, 'u' || n || '@example.com' FROM generate_series(1, 20000) n",
         """INSERT INTO team_memberships (user_id, team_id, is_primary)
            SELECT n, t.id, true FROM generate_series(1, 20000) n
-           JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM teams) t ON t.k = n % 537""",
+           JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM teams) t ON t.k = n %% 537""",
         "INSERT INTO polls (team_id, created_by, question) SELECT team_id, user_id, 'Q' FROM team_memberships",
         """INSERT INTO practice_times (team_id, day_of_week, start_time, end_time, location, league_id)
            SELECT t.id, 'Mon', '18:00', '19:30', 'Court ' || g, t.league_id
            FROM generate_series(1, %(n)s) g
-           JOIN (SELECT id, league_id, row_number() OVER (ORDER BY id) - 1 AS k FROM teams) t ON t.k = g % 537""",
+           JOIN (SELECT id, league_id, row_number() OVER (ORDER BY id) - 1 AS k FROM teams) t ON t.k = g %% 537""",
     ):
         conn.execute(statement, {"n": practices})
     conn.commit()
