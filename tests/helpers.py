@@ -12,6 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO / "include" / "demo_data"
 LEAGUE = "APTA_CHICAGO"
 DATA_TABLES = ("leagues", "clubs", "series", "teams", "schedule", "series_stats")
+# Every param of the DAG: dag.test() keeps an earlier run's conf in the DAG's params otherwise.
+CONF = {"source_dir": str(DEMO_DATA), "leagues": [], "dry_run": False, "max_deactivation_ratio": 0.2}
 
 
 def copy_demo(dest: Path) -> Path:
@@ -53,14 +55,15 @@ def team_ids(conn) -> dict[tuple[str, str], int]:
 USER_TABLES = ("team_memberships", "polls", "captain_messages", "practice_times")
 
 
-def _rows(conn, query, *args):
+def q(conn, query, *args):
+    """Rows of a query, the transaction closed after (so a test's reads never hold locks)."""
     found = conn.execute(query, args).fetchall()
     conn.rollback()
     return found
 
 
-def _one(conn, query, *args):
-    return _rows(conn, query, *args)[0][0]
+def one(conn, query, *args):
+    return q(conn, query, *args)[0][0]
 
 
 def placement(conn) -> dict:
@@ -68,7 +71,7 @@ def placement(conn) -> dict:
     out = {}
     for table in USER_TABLES:
         rid = "t.user_id::text" if table == "team_memberships" else "t.id::text"
-        for row, key in _rows(
+        for row, key in q(
             conn,
             f"""SELECT {rid}, l.code || '/' || s.series_key || '/' || x.team_key FROM {table} t
                 JOIN teams x ON x.id = t.team_id JOIN series s ON s.id = x.series_id
@@ -79,13 +82,13 @@ def placement(conn) -> dict:
 
 
 def user_counts(conn) -> dict:
-    return {t: _one(conn, f"SELECT count(*) FROM {t}") for t in USER_TABLES}
+    return {t: one(conn, f"SELECT count(*) FROM {t}") for t in USER_TABLES}
 
 
 def archived(conn, table) -> int:
     return (
-        _one(conn, f"SELECT count(*) FROM etl_archive.{table}")
-        if _one(conn, "SELECT to_regclass(%s)", f"etl_archive.{table}")
+        one(conn, f"SELECT count(*) FROM etl_archive.{table}")
+        if one(conn, "SELECT to_regclass(%s)", f"etl_archive.{table}")
         else 0
     )
 
@@ -109,7 +112,7 @@ def old_etl_churn(conn, delete_outright=(), only_active=False):
 
 def orphan_count(conn) -> int:
     return sum(
-        _one(conn, f"SELECT count(*) FROM {t} WHERE team_id IS NOT NULL AND team_id NOT IN (SELECT id FROM teams)")
+        one(conn, f"SELECT count(*) FROM {t} WHERE team_id IS NOT NULL AND team_id NOT IN (SELECT id FROM teams)")
         for t in USER_TABLES
     )
 

@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import REPO, create_user_data, old_etl_churn, orphan_count, placement, user_counts
+from helpers import CONF, create_user_data, old_etl_churn, orphan_count, placement, user_counts
 
 pytestmark = pytest.mark.dag
 
-CONF = {
-    "source_dir": str(REPO / "include" / "demo_data"),
-    "leagues": [],
-    "dry_run": False,
-    "max_deactivation_ratio": 0.2,
-}
 COPIES = 50  # each captain's practice, copied by a looping backup
 
 KILL_ONCE = """

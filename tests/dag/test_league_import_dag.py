@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import LEAGUE, REPO, copy_demo, read, snapshot, team_ids, write
+from helpers import CONF, LEAGUE, REPO, copy_demo, read, snapshot, team_ids, write
 
 from league_import.sources import SCHEDULE_FILE, STATS_FILE
 
@@ -19,17 +19,9 @@ pytestmark = pytest.mark.dag
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
-DEFAULTS = {
-    "source_dir": str(REPO / "include" / "demo_data"),
-    "leagues": [],
-    "dry_run": False,
-    "max_deactivation_ratio": 0.2,
-}
-
-
 def run(dag, **conf):
     """dag.test() keeps an earlier run's conf in the DAG's params: pass every param each time."""
-    return dag.test(run_conf={**DEFAULTS, **conf})
+    return dag.test(run_conf={**CONF, **conf})
 
 
 def latest_run(uri) -> tuple[str, dict]:
@@ -232,7 +224,7 @@ def test_a_clean_run_is_healthy_and_an_orphan_fails_the_run_by_name(league_dag, 
         conn.execute("SET session_replication_role = replica")
         conn.execute("INSERT INTO polls (id, team_id, question) VALUES (1, 424242, 'orphan')")
         conn.commit()
-    failed = league_dag.test(run_conf=DEFAULTS, mark_success_pattern="^restore_mapping$")  # repair skipped
+    failed = league_dag.test(run_conf=CONF, mark_success_pattern="^restore_mapping$")  # repair skipped
     assert failed.state == "failed"
     status, report = latest_run(db_uri)
     assert status == "failed"

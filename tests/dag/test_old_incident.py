@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import REPO, USER_TABLES, archived, create_user_data, old_etl_churn, orphan_count, placement, user_counts
+from helpers import (
+    CONF,
+    USER_TABLES,
+    archived,
+    create_user_data,
+    old_etl_churn,
+    orphan_count,
+    placement,
+    user_counts,
+)
 
 pytestmark = pytest.mark.dag
 
-CONF = {
-    "source_dir": str(REPO / "include" / "demo_data"),
-    "leagues": [],
-    "dry_run": False,
-    "max_deactivation_ratio": 0.2,
-}
 CAPTAINS = 60  # create_user_data's users, each captain of one team
 
 

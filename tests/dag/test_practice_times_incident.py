@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import REPO
+from helpers import CONF
 from psycopg import sql
 
 pytestmark = pytest.mark.dag
 
 ROWS, SESSIONS = 3_470_114, 41
 USER_TABLES = ("users", "team_memberships", "polls", "captain_messages")
-CONF = {
-    "source_dir": str(REPO / "include" / "demo_data"),
-    "leagues": [],
-    "dry_run": False,
-    "max_deactivation_ratio": 0.2,
-}
 
 
 def user_data(conn) -> dict:

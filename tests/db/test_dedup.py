@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from helpers import one, q
 
 from league_import import dedup as dedup_module
 from league_import.catalog import NaturalKey, natural_key
@@ -12,16 +13,6 @@ from league_import.dedup import CopyMismatchError, deduplicate
 from league_import.schema import ensure_schema
 
 PRACTICE = natural_key("practice_times")
-
-
-def q(conn, query, *args):
-    value = conn.execute(query, args).fetchall()
-    conn.rollback()
-    return value
-
-
-def one(conn, query, *args):
-    return q(conn, query, *args)[0][0]
 
 
 def unique_keys(conn, table) -> list[str]:

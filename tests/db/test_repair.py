@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import DEMO_DATA, copy_demo, old_etl_churn, orphan_count, placement, read, user_counts, write
+from helpers import DEMO_DATA, copy_demo, old_etl_churn, one, orphan_count, placement, q, read, user_counts, write
 
 from league_import import repair as repair_module
 from league_import.backup import BackupCountError, backup
@@ -29,16 +29,6 @@ def nightly(conn, run_id, source=DEMO_DATA, ratio=0.2) -> dict:
     report = restore_mapping(conn, run_id)
     finish_run(conn, run_id, "success")
     return report
-
-
-def q(conn, query, *args):
-    found = conn.execute(query, args).fetchall()
-    conn.rollback()
-    return found
-
-
-def one(conn, query, *args):
-    return q(conn, query, *args)[0][0]
 
 
 def team(conn, name) -> int:
