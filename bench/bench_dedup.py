@@ -7,21 +7,21 @@ Run: PYTHONPATH=plugins .venv/bin/python bench/bench_dedup.py [--rows 347011] [-
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import re
-import resource
-import signal
 import statistics
 import sys
-import time
-from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from common import scratch_database, server_uri
+from common import (
+    BenchDatabase,
+    StatementProfile,
+    expect,
+    positive,
+    print_statement_profile,
+    run,
+    template_pattern,
+    timed,
+)
 from psycopg import sql
 
 from league_import.catalog import natural_key
@@ -48,20 +48,13 @@ FROM generate_series(1, %(rows)s) g
 FLOOR = "CREATE TABLE public.practice_copy AS SELECT * FROM public.practice_times"
 
 
-class Bench:
+class Bench(BenchDatabase):
     """One scratch database holding the incident table; every measurement starts from a fresh fill."""
 
     def __init__(self, uri: str, rows: int, sessions: int):
-        self.uri, self.rows, self.sessions = uri, rows, sessions
-        self.admin = psycopg.connect(uri, autocommit=True)
-        self.can_checkpoint = True
+        super().__init__(uri)
+        self.rows, self.sessions = rows, sessions
         self.league_id: int | None = None
-
-    def close(self) -> None:
-        self.admin.close()
-
-    def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.uri, autocommit=False)
 
     def setup(self) -> None:
         """The schema as validate_constraints leaves it, then practice_times as the old system had it."""
@@ -88,15 +81,6 @@ class Bench:
         # What autovacuum would have done to a table that sat there: hint bits set, statistics.
         self.admin.execute("VACUUM (ANALYZE) public.practice_times")
         self.quiesce()
-
-    def quiesce(self) -> None:
-        """Flush dirty pages first, so a checkpoint owed to earlier work does not land in a timing."""
-        if not self.can_checkpoint:
-            return
-        try:
-            self.admin.execute("CHECKPOINT")
-        except psycopg.errors.InsufficientPrivilege:
-            self.can_checkpoint = False
 
     def count(self, schema: str, table: str) -> int:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
@@ -132,25 +116,13 @@ class Bench:
         expect(constraint == 1, f"{KEY.name} was not added")
 
 
-# --profile: seconds (and WAL bytes) per statement, named as in include/sql/*.sql, filled by StatementTimer.
-SPENT: dict[str, float] = defaultdict(float)
-WAL: dict[str, int] = defaultdict(int)
-
-
-def _template_pattern(template: str) -> re.Pattern:
-    """A statement template as a regex: its text literally, any {placeholder} as anything."""
-    parts = re.split(r"(\{\{|\}\}|\{\w*\})", template)
-    pattern = "".join(
-        "{" if p == "{{" else "}" if p == "}}" else ".*?" if p.startswith("{") else re.escape(p) for p in parts
-    )
-    return re.compile(pattern, re.DOTALL)
-
-
+# --profile: statements named as in include/sql/*.sql.
 PATTERNS = [
-    (f"{family}.{name}", _template_pattern(text))
+    (f"{family}.{name}", template_pattern(text))
     for family in ("dedup", "archive", "constraints")
     for name, text in statements(family).items()
 ]
+REST = "rest (Python, commit)"
 
 
 def statement_name(text: str) -> str:
@@ -163,104 +135,24 @@ def statement_name(text: str) -> str:
     return "unnamed: " + " ".join(text.split()[:3])
 
 
-class StatementTimer(psycopg.Cursor):
-    """Times every execute of deduplicate without copying its steps, so they cannot drift."""
-
-    wal_probe: psycopg.Connection | None = None  # a second connection reading the WAL position
-
-    def execute(self, query, params=None, **kwargs):
-        before = self._wal()
-        start = time.perf_counter()
-        try:
-            return super().execute(query, params, **kwargs)
-        finally:
-            spent = time.perf_counter() - start
-            name = statement_name(query if isinstance(query, str) else query.as_string(self))
-            SPENT[name] += spent
-            WAL[name] += self._wal() - before
-
-    def _wal(self) -> int:
-        if self.wal_probe is None:
-            return 0
-        return int(self.wal_probe.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0])
-
-
 def profile(bench: Bench) -> dict[str, dict[str, float]]:
     """One profiled floor and one profiled deduplicate: where the time (and the WAL) goes."""
-    runs: dict[str, dict[str, float]] = {}
-    probe = psycopg.connect(bench.uri, autocommit=True)
-    try:
-        probe.execute("SELECT pg_current_wal_insert_lsn()")
-        StatementTimer.wal_probe = probe
-    except psycopg.Error:  # WAL figures are left out rather than failing the run
-        StatementTimer.wal_probe = None
-
-    def record(name: str, conn: psycopg.Connection, work: Callable[[], object]) -> object:
-        SPENT.clear()
-        WAL.clear()
-        conn.cursor_factory = StatementTimer
-        total, result = timed(work)
-        runs[name] = {
-            **SPENT,
-            "rest (Python, commit)": total - sum(SPENT.values()),
-            "total": total,
-            "wal_mib": {k: v / 2**20 for k, v in WAL.items()},
-        }
-        return result
-
-    try:
+    with StatementProfile(bench.uri, statement_name, REST) as timer:
         bench.refill()
         with bench.connect() as conn:
-            record("floor", conn, lambda: run_floor(conn))
+            timer.record("floor", conn, lambda: run_floor(conn))
         bench.admin.execute("DROP TABLE public.practice_copy")
         bench.quiesce()
         with bench.connect() as conn:
-            report = record("ours", conn, lambda: deduplicate(conn, KEY, RUN_ID))
+            report = timer.record("ours", conn, lambda: deduplicate(conn, KEY, RUN_ID))
         bench.verify(report)
-    finally:
-        StatementTimer.wal_probe = None
-        probe.close()
-    return runs
-
-
-def print_profile(rows: int, runs: dict[str, dict]) -> None:
-    rest = "rest (Python, commit)"
-    steps = [s for s in dict.fromkeys(k for r in runs.values() for k in r) if s not in ("total", "wal_mib", rest)]
-    steps = [s for s in steps if max(r.get(s, 0.0) for r in runs.values()) >= 0.001] + [rest, "total"]
-    with_wal = any(r["wal_mib"] for r in runs.values())
-    width = max(map(len, steps))
-    print(f"profile at {rows:,} rows (one run each, seconds" + (", WAL MiB)" if with_wal else ")"))
-    print(f"{'step':<{width}}  " + "  ".join(f"{name:>9}" + ("  WAL MiB" if with_wal else "") for name in runs))
-    for step in steps:
-        cells = []
-        for r in runs.values():
-            cells.append(f"{r[step]:>9.3f}" if step in r else f"{'-':>9}")
-            if with_wal:
-                wal = sum(r["wal_mib"].values()) if step == "total" else r["wal_mib"].get(step)
-                cells.append(f"{wal:>9.1f}" if wal is not None else f"{'-':>9}")
-        print(f"{step:<{width}}  " + "  ".join(cells))
+    return timer.runs
 
 
 def run_floor(conn: psycopg.Connection) -> None:
     with conn.cursor() as cur:
         cur.execute(FLOOR)
     conn.commit()
-
-
-def timed(work: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = work()
-    return time.perf_counter() - start, result
-
-
-def expect(ok: bool, message: str) -> None:
-    """A wrong row count means the timing measured the wrong work: stop rather than report it."""
-    if not ok:
-        raise RuntimeError(f"benchmark check failed: {message}")
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def measure(bench: Bench, repeat: int) -> dict:
@@ -310,13 +202,6 @@ def target(r: dict) -> dict:
     }
 
 
-def positive(text: str) -> int:
-    value = int(text.replace("_", "").replace(",", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=positive, default=ROWS, help=f"rows in practice_times (default {ROWS:,})")
@@ -328,55 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 2 * args.sessions:
         parser.error("--rows must be at least twice --sessions (the incident: most rows are duplicates)")
 
-    # A terminated run still drops its database and stops its embedded server (finally, atexit).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    started = time.perf_counter()
-    uri, source = server_uri()
-    with scratch_database(uri, "bench_dedup") as (db_uri, version):
-        bench = Bench(db_uri, args.rows, args.sessions)
-        try:
-            print(f"server: PostgreSQL {version}, {source}; {os.cpu_count()} cores; median of {args.repeat} run(s)")
-            result = measure(bench, args.repeat)
-            breakdown = profile(bench) if args.profile else None
-        finally:
-            bench.close()
-
-    peak = peak_rss_mib()
-    print()
-    print_table(result)
-    print()
-    if breakdown:
-        print_profile(args.rows, breakdown)
-        print()
-    print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
-    if not bench.can_checkpoint:
-        print("note: no CHECKPOINT privilege, timings may include checkpoints owed to earlier runs")
-    check = target(result)
-    print(f"{check['status']:4}  {check['target']}: {check['value']}")
-    elapsed = time.perf_counter() - started
-    print(f"total {elapsed:.0f}s")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "server": {"version": version, "source": source},
-                    "machine": {
-                        "cores": os.cpu_count(),
-                        "python": platform.python_version(),
-                        "psycopg": psycopg.__version__,
-                    },
-                    "repeat": args.repeat,
-                    "result": result,
-                    "peak_rss_mib": peak,
-                    "target": check,
-                    "profile": breakdown,
-                    "elapsed_s": elapsed,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-    return 0
+    return run(
+        args,
+        "bench_dedup",
+        make_bench=lambda uri: Bench(uri, args.rows, args.sessions),
+        measure=lambda bench: measure(bench, args.repeat),
+        print_table=print_table,
+        profile=profile,
+        print_profile=lambda runs: print_statement_profile(f"{args.rows:,} rows", runs, REST),
+        targets=lambda result, _peak: target(result),
+    )
 
 
 if __name__ == "__main__":

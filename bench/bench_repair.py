@@ -7,19 +7,22 @@ Run: PYTHONPATH=plugins .venv/bin/python bench/bench_repair.py [--rows 100000] [
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import signal
 import statistics
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from common import expect, peak_rss_mib, positive, scratch_database, server_uri, template_pattern, timed
+from common import (
+    BenchDatabase,
+    StatementProfile,
+    expect,
+    positive,
+    print_statement_profile,
+    run,
+    template_pattern,
+    timed,
+)
 from psycopg import sql
 
 from league_import.backup import refresh_key_map
@@ -118,34 +121,18 @@ def split(rows: int) -> dict[str, int]:
     return {SHARES[0][0]: rows - sum(sizes.values()), **sizes}
 
 
-class Bench:
+class Bench(BenchDatabase):
     """One scratch database: the bundled season, churned once; every measurement starts from a fresh fill."""
 
     def __init__(self, uri: str, rows: int):
-        self.uri, self.rows = uri, rows
+        super().__init__(uri)
+        self.rows = rows
         self.sizes = split(rows)
         self.orphans = sum(n // CHURN_EVERY for n in self.sizes.values())
         self.users = max(1, (self.sizes["team_memberships"] + 1) // 2)
-        self.admin = psycopg.connect(uri, autocommit=True)
-        self.can_checkpoint = True
         self.teams = self.churned = 0
         self.fresh = False  # the user tables as refill() leaves them, nothing run on them since
         self.setup_s: dict[str, float] = {}
-
-    def close(self) -> None:
-        self.admin.close()
-
-    def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.uri, autocommit=False)
-
-    def quiesce(self) -> None:
-        """Flush dirty pages first, so a checkpoint owed to earlier work does not land in a timing."""
-        if not self.can_checkpoint:
-            return
-        try:
-            self.admin.execute("CHECKPOINT")
-        except psycopg.errors.InsufficientPrivilege:
-            self.can_checkpoint = False
 
     def scalar(self, query: str | sql.Composable, params: dict | None = None):
         return self.admin.execute(query, params).fetchone()[0]
@@ -327,10 +314,7 @@ def run_floor(conn: psycopg.Connection) -> int:
     return moved
 
 
-# --profile: seconds, calls and WAL bytes per statement, named as in include/sql/*.sql, filled by StatementTimer.
-SPENT: dict[str, float] = defaultdict(float)
-CALLS: dict[str, int] = defaultdict(int)
-WAL: dict[str, int] = defaultdict(int)
+# --profile: statements named as in include/sql/*.sql.
 # repair first: dedup.sql has a lock_table of its own, and the first family that matches names it.
 PATTERNS = [
     (f"{family}.{name}", template_pattern(text))
@@ -338,6 +322,7 @@ PATTERNS = [
     for name, text in statements(family).items()
 ]
 FLOOR_PATTERN = template_pattern(FLOOR_UPDATE)
+REST = "rest (Python, savepoints, commit)"
 
 
 def statement_name(text: str) -> str:
@@ -352,92 +337,25 @@ def statement_name(text: str) -> str:
     return "unnamed: " + " ".join(text.split()[:3])
 
 
-class StatementTimer(psycopg.Cursor):
-    """Times every execute of restore_mapping without copying its steps, so they cannot drift."""
-
-    wal_probe: psycopg.Connection | None = None  # a second connection reading the WAL position
-
-    def execute(self, query, params=None, **kwargs):
-        before = self._wal()
-        start = time.perf_counter()
-        try:
-            return super().execute(query, params, **kwargs)
-        finally:
-            spent = time.perf_counter() - start
-            name = statement_name(query if isinstance(query, str) else query.as_string(self))
-            SPENT[name] += spent
-            CALLS[name] += 1
-            WAL[name] += self._wal() - before
-
-    def _wal(self) -> int:
-        if self.wal_probe is None:
-            return 0
-        return int(self.wal_probe.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0])
-
-
 def profile(bench: Bench) -> dict[str, dict]:
     """One profiled floor and one profiled restore_mapping: where the time (and the WAL) goes."""
-    runs: dict[str, dict] = {}
-    probe = psycopg.connect(bench.uri, autocommit=True)
-    try:
-        probe.execute("SELECT pg_current_wal_insert_lsn()")
-        StatementTimer.wal_probe = probe
-    except psycopg.Error:  # WAL figures are left out rather than failing the run
-        StatementTimer.wal_probe = None
-
-    def record(name: str, conn: psycopg.Connection, work: Callable[[], object]) -> object:
-        SPENT.clear()
-        CALLS.clear()
-        WAL.clear()
-        conn.cursor_factory = StatementTimer
-        total, result = timed(work)
-        runs[name] = {
-            **SPENT,
-            "rest (Python, savepoints, commit)": total - sum(SPENT.values()),
-            "total": total,
-            "calls": dict(CALLS),
-            "wal_mib": {k: v / 2**20 for k, v in WAL.items()},
-        }
-        return result
-
-    try:
+    with StatementProfile(bench.uri, statement_name, REST, count_calls=True) as timer:
         bench.start_fresh()
         with bench.connect() as conn:
             conn.execute(FLOOR_MAP)
             conn.execute("ANALYZE floor_map")
             conn.commit()
-            moved = record("floor", conn, lambda: run_floor(conn))
+            moved = timer.record("floor", conn, lambda: run_floor(conn))
         expect(moved == bench.orphans, f"the floor moved {moved} of {bench.orphans} rows")
         bench.start_fresh()
         with bench.connect() as conn:
-            report = record("ours", conn, lambda: restore_mapping(conn, RUN_ID))
+            report = timer.record("ours", conn, lambda: restore_mapping(conn, RUN_ID))
         bench.verify(report)
-    finally:
-        StatementTimer.wal_probe = None
-        probe.close()
-    return runs
-
-
-PROFILE_KEYS = ("total", "calls", "wal_mib")
-REST = "rest (Python, savepoints, commit)"
+    return timer.runs
 
 
 def print_profile(rows: int, runs: dict[str, dict]) -> None:
-    steps = [s for s in dict.fromkeys(k for r in runs.values() for k in r) if s not in (*PROFILE_KEYS, REST)]
-    steps = [s for s in steps if max(r.get(s, 0.0) for r in runs.values()) >= 0.001] + [REST, "total"]
-    with_wal = any(r["wal_mib"] for r in runs.values())
-    label = {s: s + (f" (x{n})" if (n := max(r["calls"].get(s, 0) for r in runs.values())) > 1 else "") for s in steps}
-    width = max(map(len, label.values()))
-    print(f"profile at {rows:,} user rows (one run each, seconds" + (", WAL MiB)" if with_wal else ")"))
-    print(f"{'step':<{width}}  " + "  ".join(f"{name:>9}" + ("  WAL MiB" if with_wal else "") for name in runs))
-    for step in steps:
-        cells = []
-        for r in runs.values():
-            cells.append(f"{r[step]:>9.3f}" if step in r else f"{'-':>9}")
-            if with_wal:
-                wal = sum(r["wal_mib"].values()) if step == "total" else r["wal_mib"].get(step)
-                cells.append(f"{wal:>9.1f}" if wal is not None else f"{'-':>9}")
-        print(f"{label[step]:<{width}}  " + "  ".join(cells))
+    print_statement_profile(f"{rows:,} user rows", runs, REST)
     print("statements under 1 ms in both runs are left out; (xN): executed N times, times summed")
 
 
@@ -502,56 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     if min(split(args.rows).values()) < CHURN_EVERY:
         parser.error(f"--rows must give every user table at least {CHURN_EVERY} rows (--rows 100 or more)")
 
-    # A terminated run still drops its database and stops its embedded server (finally, atexit).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    started = time.perf_counter()
-    uri, source = server_uri()
-    with scratch_database(uri, "bench_repair") as (db_uri, version):
-        bench = Bench(db_uri, args.rows)
-        try:
-            print(f"server: PostgreSQL {version}, {source}; {os.cpu_count()} cores; median of {args.repeat} run(s)")
-            result = measure(bench, args.repeat)
-            breakdown = profile(bench) if args.profile else None
-        finally:
-            bench.close()
-
-    peak = peak_rss_mib()
-    print()
-    print_table(result)
-    print()
-    if breakdown:
-        print_profile(args.rows, breakdown)
-        print()
-    print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
-    if not bench.can_checkpoint:
-        print("note: no CHECKPOINT privilege, timings may include checkpoints owed to earlier runs")
-    check = target(result)
-    print(f"{check['status']:4}  {check['target']}: {check['value']}")
-    elapsed = time.perf_counter() - started
-    print(f"total {elapsed:.0f}s")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "server": {"version": version, "source": source},
-                    "machine": {
-                        "cores": os.cpu_count(),
-                        "python": platform.python_version(),
-                        "psycopg": psycopg.__version__,
-                    },
-                    "repeat": args.repeat,
-                    "result": result,
-                    "setup_s": bench.setup_s,
-                    "peak_rss_mib": peak,
-                    "target": check,
-                    "profile": breakdown,
-                    "elapsed_s": elapsed,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-    return 0
+    return run(
+        args,
+        "bench_repair",
+        make_bench=lambda uri: Bench(uri, args.rows),
+        measure=lambda bench: measure(bench, args.repeat),
+        print_table=print_table,
+        profile=profile,
+        print_profile=lambda runs: print_profile(args.rows, runs),
+        targets=lambda result, _peak: target(result),
+        extra_json=lambda bench: {"setup_s": bench.setup_s},
+    )
 
 
 if __name__ == "__main__":

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import platform
 import re
-import resource
-import signal
 import statistics
 import sys
 import time
@@ -23,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
-from common import scratch_database, server_uri
+from common import BenchDatabase, expect, peak_rss_mib, run, timed
 from psycopg import sql
 
 from league_import.constraints import check_constraints
@@ -92,19 +87,8 @@ def synthetic_league(n: int) -> LeagueSource:
     return LeagueSource(code=CODE, teams=pd.DataFrame(rows), schedule=schedule, stats=stats, counts={})
 
 
-class Bench:
+class Bench(BenchDatabase):
     """One scratch database; every measurement starts from freshly created tables."""
-
-    def __init__(self, uri: str):
-        self.uri = uri
-        self.admin = psycopg.connect(uri, autocommit=True)
-        self.can_checkpoint = True
-
-    def close(self) -> None:
-        self.admin.close()
-
-    def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.uri, autocommit=False)
 
     def reset(self) -> None:
         """Drop and recreate the schema, so no measurement sees another's rows, bloat or statistics."""
@@ -114,15 +98,6 @@ class Bench:
             # As validate_constraints leaves them: tables, then their natural keys and foreign keys.
             ensure_schema(conn)
             check_constraints(conn)
-
-    def quiesce(self) -> None:
-        """Flush dirty pages first, so a checkpoint owed to earlier work does not land in a timing."""
-        if not self.can_checkpoint:
-            return
-        try:
-            self.admin.execute("CHECKPOINT")
-        except psycopg.errors.InsufficientPrivilege:
-            self.can_checkpoint = False
 
     def settle(self) -> None:
         """What a day between two nightly runs gives the tables: vacuumed and analysed by autovacuum."""
@@ -296,22 +271,6 @@ def run_old(conn: psycopg.Connection, teams: pd.DataFrame, league_id: int) -> No
     conn.commit()
 
 
-def timed(work: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = work()
-    return time.perf_counter() - start, result
-
-
-def expect(ok: bool, message: str) -> None:
-    """A wrong row count means the timing measured the wrong work: stop rather than report it."""
-    if not ok:
-        raise RuntimeError(f"benchmark check failed: {message}")
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
 def measure(bench: Bench, n: int, repeat: int, old_max: int | None) -> dict:
     league = synthetic_league(n)
     limit = old_max if old_max and old_max < n else None
@@ -429,61 +388,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1 or (args.old_max is not None and args.old_max < OLD_BATCH):
         parser.error(f"--repeat must be at least 1 and --old-max at least {OLD_BATCH}")
 
-    # A terminated run still drops its database and stops its embedded server (finally, atexit).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    started = time.perf_counter()
-    uri, source = server_uri()
-    with scratch_database(uri, "bench_upsert") as (db_uri, version):
-        bench = Bench(db_uri)
-        try:
-            print(
-                f"server: PostgreSQL {version}, {source}; {os.cpu_count()} cores; median of {args.repeat} run(s) each"
-            )
-            results = []
-            for n in args.sizes:
-                results.append(measure(bench, n, args.repeat, args.old_max))
-            breakdown = profile(bench, max(args.sizes)) if args.profile else None
-        finally:
-            bench.close()
-
-    peak = peak_rss_mib()
-    print()
-    print_table(results)
-    print()
-    if breakdown:
-        print_profile(max(args.sizes), breakdown)
-        print()
-    print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
-    if not bench.can_checkpoint:
-        print("note: no CHECKPOINT privilege, timings may include checkpoints owed to earlier runs")
-    checks = targets(results, peak)
-    for check in checks:
-        print(f"{check['status']:4}  {check['target']}" + (f": {check['value']}" if "value" in check else ""))
-    elapsed = time.perf_counter() - started
-    print(f"total {elapsed:.0f}s")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "server": {"version": version, "source": source},
-                    "machine": {
-                        "cores": os.cpu_count(),
-                        "python": platform.python_version(),
-                        "psycopg": psycopg.__version__,
-                        "pandas": pd.__version__,
-                    },
-                    "repeat": args.repeat,
-                    "results": results,
-                    "peak_rss_mib": peak,
-                    "targets": checks,
-                    "profile": breakdown,
-                    "elapsed_s": elapsed,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-    return 0
+    return run(
+        args,
+        "bench_upsert",
+        make_bench=Bench,
+        measure=lambda bench: [measure(bench, n, args.repeat, args.old_max) for n in args.sizes],
+        print_table=print_table,
+        profile=lambda bench: profile(bench, max(args.sizes)),
+        print_profile=lambda runs: print_profile(max(args.sizes), runs),
+        targets=targets,
+        each=True,
+        versions={"pandas": pd.__version__},
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What every benchmark in bench/ shares: a server, and a scratch database on it dropped at the end.
+"""What every benchmark in bench/ shares: a server, a scratch database on it dropped at the end, the
+flow of main() from the server line to the --json file, and the small helpers for timing and checking.
 
 Imported by the scripts next to it (`python bench/bench_x.py` puts bench/ first on sys.path).
 """
@@ -7,16 +8,22 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
+import platform
 import re
 import resource
 import shutil
+import signal
+import sys
 import tempfile
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -54,7 +61,101 @@ def scratch_database(uri: str, prefix: str) -> Iterator[tuple[str, str]]:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
-# Small helpers for new benchmarks (bench_repair.py); the older scripts keep their own copies.
+class BenchDatabase:
+    """The scratch database a benchmark works in: one autocommit connection for set-up and checks,
+    a fresh connection for each timed step."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.admin = psycopg.connect(uri, autocommit=True)
+        self.can_checkpoint = True
+
+    def close(self) -> None:
+        self.admin.close()
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.uri, autocommit=False)
+
+    def quiesce(self) -> None:
+        """Flush dirty pages first, so a checkpoint owed to earlier work does not land in a timing."""
+        if not self.can_checkpoint:
+            return
+        try:
+            self.admin.execute("CHECKPOINT")
+        except psycopg.errors.InsufficientPrivilege:
+            self.can_checkpoint = False
+
+
+B = TypeVar("B", bound=BenchDatabase)
+R = TypeVar("R")
+
+
+def run(
+    args: argparse.Namespace,
+    prefix: str,
+    *,
+    make_bench: Callable[[str], B],
+    measure: Callable[[B], R],
+    print_table: Callable[[R], None],
+    profile: Callable[[B], dict],
+    print_profile: Callable[[dict], None],
+    targets: Callable[[R, float], dict | list[dict]],
+    each: bool = False,
+    extra_json: Callable[[B], dict] = lambda bench: {},
+    versions: dict[str, str] | None = None,
+) -> int:
+    """main() of a benchmark after its arguments (--repeat, --profile, --json): one flow, so all report alike.
+
+    In a scratch database `<prefix>_<random>`: the server line, `measure`, and `profile` with --profile.
+    Then the table, the profile, peak RSS, a PASS/MISS line per target (`targets` gets the result and
+    the peak in MiB) and the total time; last the --json file. A result or targets that are a list go
+    under the plural key ("results", "targets"); `extra_json` adds keys after the result, `versions`
+    library versions under "machine". `each`: the median is per size ("median of N run(s) each").
+    """
+    # A terminated run still drops its database and stops its embedded server (finally, atexit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    started = time.perf_counter()
+    uri, source = server_uri()
+    with scratch_database(uri, prefix) as (db_uri, version):
+        bench = make_bench(db_uri)
+        try:
+            median_of = f"{args.repeat} run(s)" + (" each" if each else "")
+            print(f"server: PostgreSQL {version}, {source}; {os.cpu_count()} cores; median of {median_of}")
+            result = measure(bench)
+            breakdown = profile(bench) if args.profile else None
+        finally:
+            bench.close()
+
+    peak = peak_rss_mib()
+    print()
+    print_table(result)
+    print()
+    if breakdown:
+        print_profile(breakdown)
+        print()
+    print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
+    if not bench.can_checkpoint:
+        print("note: no CHECKPOINT privilege, timings may include checkpoints owed to earlier runs")
+    checks = targets(result, peak)
+    for check in checks if isinstance(checks, list) else [checks]:
+        print(f"{check['status']:4}  {check['target']}" + (f": {check['value']}" if "value" in check else ""))
+    elapsed = time.perf_counter() - started
+    print(f"total {elapsed:.0f}s")
+    if args.json:
+        machine = {"cores": os.cpu_count(), "python": platform.python_version(), "psycopg": psycopg.__version__}
+        document = {
+            "server": {"version": version, "source": source},
+            "machine": {**machine, **(versions or {})},
+            "repeat": args.repeat,
+            "results" if isinstance(result, list) else "result": result,
+            **extra_json(bench),
+            "peak_rss_mib": peak,
+            "targets" if isinstance(checks, list) else "target": checks,
+            "profile": breakdown,
+            "elapsed_s": elapsed,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
 
 
 def timed(work: Callable[[], object]) -> tuple[float, object]:
@@ -90,3 +191,102 @@ def template_pattern(template: str) -> re.Pattern:
         "{" if p == "{{" else "}" if p == "}}" else ".*?" if p.startswith("{") else re.escape(p) for p in parts
     )
     return re.compile(pattern, re.DOTALL)
+
+
+class StatementTimer(psycopg.Cursor):
+    """Times every execute of the step under test without copying its steps, so they cannot drift.
+
+    The cursor factory StatementProfile.record puts on a connection; its figures go to `profile`.
+    """
+
+    profile: StatementProfile | None = None
+
+    def execute(self, query, params=None, **kwargs):
+        before = self.profile.wal_position()
+        start = time.perf_counter()
+        try:
+            return super().execute(query, params, **kwargs)
+        finally:
+            spent = time.perf_counter() - start
+            text = query if isinstance(query, str) else query.as_string(self)
+            self.profile.add(text, spent, self.profile.wal_position() - before)
+
+
+class StatementProfile:
+    """--profile: seconds, executions and WAL bytes per statement of each run `record` times.
+
+    `name_of` names a statement by its text (as in include/sql/*.sql); `rest` is the label of the time
+    spent outside statements; `count_calls` adds each statement's executions to the runs ("calls").
+    """
+
+    def __init__(self, uri: str, name_of: Callable[[str], str], rest: str, *, count_calls: bool = False):
+        self.uri, self.name_of, self.rest, self.count_calls = uri, name_of, rest, count_calls
+        self.runs: dict[str, dict] = {}
+        self.spent: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.wal: dict[str, int] = defaultdict(int)
+        self.probe: psycopg.Connection | None = None  # a second connection reading the WAL position
+
+    def __enter__(self) -> StatementProfile:
+        probe = psycopg.connect(self.uri, autocommit=True)
+        try:
+            probe.execute("SELECT pg_current_wal_insert_lsn()")
+            self.probe = probe
+        except psycopg.Error:  # WAL figures are left out rather than failing the run
+            probe.close()
+        StatementTimer.profile = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        StatementTimer.profile = None
+        if self.probe is not None:
+            self.probe.close()
+            self.probe = None
+
+    def wal_position(self) -> int:
+        if self.probe is None:
+            return 0
+        return int(self.probe.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0])
+
+    def add(self, text: str, seconds: float, wal_bytes: int) -> None:
+        name = self.name_of(text)
+        self.spent[name] += seconds
+        self.calls[name] += 1
+        self.wal[name] += wal_bytes
+
+    def record(self, name: str, conn: psycopg.Connection, work: Callable[[], object]) -> object:
+        """`work()` with every statement on `conn` timed, its figures in runs[name]; returns its result."""
+        self.spent.clear()
+        self.calls.clear()
+        self.wal.clear()
+        conn.cursor_factory = StatementTimer
+        total, result = timed(work)
+        self.runs[name] = {
+            **self.spent,
+            self.rest: total - sum(self.spent.values()),
+            "total": total,
+            **({"calls": dict(self.calls)} if self.count_calls else {}),
+            "wal_mib": {k: v / 2**20 for k, v in self.wal.items()},
+        }
+        return result
+
+
+def print_statement_profile(subject: str, runs: dict[str, dict], rest: str) -> None:
+    """The runs of a StatementProfile side by side, a row per statement; under 1 ms in every run left out."""
+    not_steps = ("total", "calls", "wal_mib", rest)
+    steps = [s for s in dict.fromkeys(k for r in runs.values() for k in r) if s not in not_steps]
+    steps = [s for s in steps if max(r.get(s, 0.0) for r in runs.values()) >= 0.001] + [rest, "total"]
+    with_wal = any(r["wal_mib"] for r in runs.values())
+    calls = {s: max(r.get("calls", {}).get(s, 0) for r in runs.values()) for s in steps}
+    label = {s: s + (f" (x{calls[s]})" if calls[s] > 1 else "") for s in steps}
+    width = max(map(len, label.values()))
+    print(f"profile at {subject} (one run each, seconds" + (", WAL MiB)" if with_wal else ")"))
+    print(f"{'step':<{width}}  " + "  ".join(f"{name:>9}" + ("  WAL MiB" if with_wal else "") for name in runs))
+    for step in steps:
+        cells = []
+        for r in runs.values():
+            cells.append(f"{r[step]:>9.3f}" if step in r else f"{'-':>9}")
+            if with_wal:
+                wal = sum(r["wal_mib"].values()) if step == "total" else r["wal_mib"].get(step)
+                cells.append(f"{wal:>9.1f}" if wal is not None else f"{'-':>9}")
+        print(f"{label[step]:<{width}}  " + "  ".join(cells))
