@@ -32,6 +32,7 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/bench_upsert.py
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_repair.py
+	$(BIN)/python bench/bench_health.py
 
 clean:
 	-$(BIN)/python -c 'from league_import.embedded import stop_server; stop_server()' 2>/dev/null
