@@ -95,7 +95,9 @@ def clean_end_state(league_dag, pg_server):
         mp.undo()
     # Every row on its team as before (the message with no history is decided as well).
     assert damage["placement"].items() <= state["placement"].items() and state["orphans"] == 0
-    return state
+    yield state
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier("fault_reference")))
 
 
 @pytest.mark.parametrize("task", list(FAULTS))
