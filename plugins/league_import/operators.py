@@ -28,7 +28,7 @@ def mark_run_failed(context: Context) -> None:
     from league_import.runs import finish_run
 
     error = context.get("exception")
-    with connect() as conn:
+    with connect(getattr(context.get("task"), "conn_id", CONN_ID)) as conn:
         finish_run(conn, context["run_id"], "failed", f"{context['task_instance'].task_id}: {error}")
 
 
