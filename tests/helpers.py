@@ -11,6 +11,17 @@ from psycopg import sql
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO / "include" / "demo_data"
 LEAGUE = "APTA_CHICAGO"
+# Debian's chromium, headless, as root on a machine with no network but loopback.
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DATA_TABLES = ("leagues", "clubs", "series", "teams", "schedule", "series_stats")
 # Every param of the DAG: dag.test() keeps an earlier run's conf in the DAG's params otherwise.
 CONF = {"source_dir": str(DEMO_DATA), "leagues": [], "dry_run": False, "max_deactivation_ratio": 0.2}

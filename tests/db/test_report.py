@@ -8,23 +8,12 @@ import shutil
 import subprocess
 
 import pytest
-from helpers import REPO, night
+from helpers import CHROMIUM, CHROMIUM_FLAGS, REPO, night
 
 from league_import.health import run_checks
 from league_import.report import sparkline, write_report
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
+FLAGS = ["--headless", *CHROMIUM_FLAGS, "--hide-scrollbars"]
 
 
 def test_sparkline_scales_into_its_box():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,22 +19,12 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
-from helpers import REPO
+from helpers import CHROMIUM, CHROMIUM_FLAGS, REPO
 from psycopg import sql
 
 pytestmark = pytest.mark.e2e
 
 AIRFLOW = Path(sys.executable).with_name("airflow")
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def free_port() -> int:
