@@ -3,6 +3,7 @@ database per test, and a throwaway Airflow home with SQLite metadata for DAG run
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -47,10 +48,11 @@ def pg_server(tmp_path_factory) -> str:
         return
     from league_import.embedded import ensure_server
 
-    # A short path: the server's Unix socket lives in this folder (107-byte limit).
+    # A short path: the server's Unix socket lives in this folder (107-byte limit). Removed at exit,
+    # registered first so that it runs after pgserver's own exit hook has stopped the server.
     folder = Path(tempfile.mkdtemp(prefix="lipg-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     yield ensure_server(folder / "data", delete_on_exit=True)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

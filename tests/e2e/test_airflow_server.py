@@ -109,7 +109,11 @@ def airflow(pg_server, tmp_path_factory):
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
+            pass
+        try:  # a component still shutting down once standalone has gone
             os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         with psycopg.connect(pg_server, autocommit=True) as admin:
             for name in (meta, league):
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
