@@ -72,10 +72,9 @@ def archive_bulk(
     cur: psycopg.Cursor, table: str, predicate: sql.Composable, params: dict, run_id: str, reason: str
 ) -> int:
     """Like archive_rows, for a batch most of a large table: CREATE TABLE AS, then inherit."""
-    ensure_archive(cur, table)
+    live = ensure_archive(cur, table)
     q = statements("archive")
     batch = sql.Identifier(ARCHIVE_SCHEMA, f"{table}__{uuid.uuid4().hex[:12]}")
-    live = [name for name, _ in live_columns(cur, table)]
     copied = cur.execute(
         sql.SQL(q["bulk_batch"]).format(batch=batch, table=sql.Identifier("public", table), predicate=predicate),
         params,

@@ -7,20 +7,21 @@ rows). Each copy's row count must equal its source's, or the step fails and noth
 
 from __future__ import annotations
 
+from functools import partial
+
 from psycopg import Connection, Cursor, Rollback, sql
 
 from league_import.archive import live_columns
 from league_import.catalog import USER_TABLES
 from league_import.references import row_id, team_columns
-from league_import.sql import statements
+from league_import.sql import run, statements
 
 
 class BackupCountError(RuntimeError):
     """A backup copy whose row count differs from its live table."""
 
 
-def _run(cur: Cursor, statement: str, params: dict | None = None, **parts) -> Cursor:
-    return cur.execute(sql.SQL(statements("backup")[statement]).format(**parts), params)
+_run = partial(run, "backup")
 
 
 def refresh_key_map(cur: Cursor, run_id: str) -> int:

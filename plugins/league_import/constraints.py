@@ -12,12 +12,13 @@ duplicates), every missing or invalid constraint is reported with the rows that 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import psycopg
 from psycopg import sql
 
 from league_import.catalog import NATURAL_KEYS, REFERENCES, NaturalKey, Reference
-from league_import.sql import statements
+from league_import.sql import run
 
 
 class ConstraintError(RuntimeError):
@@ -44,8 +45,18 @@ def _columns(names) -> sql.Composed:
     return sql.SQL(", ").join(map(_ident, names))
 
 
-def _run(cur: psycopg.Cursor, statement: str, params: dict | None = None, **parts) -> psycopg.Cursor:
-    return cur.execute(sql.SQL(statements("constraints")[statement]).format(**parts), params)
+_run = partial(run, "constraints")
+
+
+def foreign_keys(cur: psycopg.Cursor) -> dict[tuple[str, str], tuple[str, str, bool]]:
+    """Single-column foreign keys in public: (table, column) -> (target table, name, validated)."""
+    return {(t, c): (target, name, valid) for t, c, target, name, valid in _run(cur, "foreign_keys").fetchall()}
+
+
+def has_unique(cur: psycopg.Cursor, table: str, columns) -> bool:
+    """Whether a valid, non-partial unique index covers exactly these columns, whatever its name."""
+    qualified = sql.Identifier("public", table).as_string(cur)
+    return _run(cur, "unique_index_on", {"table": qualified, "columns": sorted(columns)}).fetchone()[0]
 
 
 def duplicates(cur: psycopg.Cursor, key: NaturalKey) -> tuple[int, int, list]:
@@ -95,7 +106,7 @@ def check_constraints(conn: psycopg.Connection, *, apply: bool = True) -> list[F
     findings: list[Finding] = []
     with conn.transaction() as tx, conn.cursor() as cur:
         uniques = {(t, frozenset(cols)) for t, cols in _run(cur, "unique_indexes").fetchall()}
-        fks = {(t, c): (target, name, valid) for t, c, target, name, valid in _run(cur, "foreign_keys").fetchall()}
+        fks = foreign_keys(cur)
         columns: dict[str, set[str]] = {}
         for t, c in _run(cur, "table_columns").fetchall():
             columns.setdefault(t, set()).add(c)
@@ -178,7 +189,7 @@ def validate_team_references(conn: psycopg.Connection) -> list[str]:
     """After repair: validate the foreign keys to teams that were added NOT VALID."""
     validated = []
     with conn.transaction(), conn.cursor() as cur:
-        fks = {(t, c): (target, name, valid) for t, c, target, name, valid in _run(cur, "foreign_keys").fetchall()}
+        fks = foreign_keys(cur)
         for ref in REFERENCES:
             existing = fks.get((ref.table, ref.column))
             if ref.to_teams and existing and existing[0] == "teams" and not existing[2]:

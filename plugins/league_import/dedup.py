@@ -10,11 +10,14 @@ table is never truncated: references to a removed duplicate move to its survivor
 
 from __future__ import annotations
 
+from functools import partial
+
 from psycopg import Connection, Cursor, Rollback, sql
 
 from league_import.archive import archive_bulk, archive_rows, live_columns
 from league_import.catalog import REFERENCES, NaturalKey, natural_key
-from league_import.sql import statements
+from league_import.constraints import foreign_keys, has_unique
+from league_import.sql import run, statements
 
 TRUNCATE_SHARE = 0.5  # above this share of duplicates, truncate-and-reload beats DELETE
 KEEP_LIST_MAX = 100_000  # up to this many survivors, the keep-set is passed as an array
@@ -24,8 +27,7 @@ class CopyMismatchError(RuntimeError):
     """An archive copy whose row count differs from what was removed: the step is rolled back."""
 
 
-def _run(cur: Cursor, name: str, params: dict | None = None, **parts) -> Cursor:
-    return cur.execute(sql.SQL(statements("dedup")[name]).format(**parts), params)
+_run = partial(run, "dedup")
 
 
 def _referencing(cur: Cursor, table: str) -> list[tuple[str, str]]:
@@ -63,14 +65,15 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
             if referencing:
                 report["repointed"] = _repoint(cur, key, referencing, run_id)
             predicate, params = sql.SQL(statements("dedup")["not_kept"]).format(ref=ref), {}
-            bulk = removed > total * TRUNCATE_SHARE and kept <= KEEP_LIST_MAX
+            most_go = removed > total * TRUNCATE_SHARE
+            bulk = most_go and kept <= KEEP_LIST_MAX
             if bulk:  # most rows go, few stay: the keep-set as a hashed array, the archive as one batch
                 params["keep"] = _run(cur, "keep_list").fetchone()[0]
                 predicate = sql.SQL(statements("dedup")["not_in_keep_list"]).format(
                     ref=ref, ref_type=sql.SQL("bigint" if has_id else "tid")
                 )
             report["plan"] = "delete"
-            if not referencing and removed > total * TRUNCATE_SHARE:
+            if most_go and not referencing:
                 _run(cur, "save_survivors", table=table, ref=ref)
                 if not _survivors_break_foreign_keys(cur, key.table):
                     report["plan"] = "truncate_reload"
@@ -95,7 +98,7 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
 
 def _survivors_break_foreign_keys(cur: Cursor, table: str) -> bool:
     """Whether a survivor points at a missing row through one of the table's foreign keys."""
-    for source, column, target, _, _ in cur.execute(statements("constraints")["foreign_keys"]).fetchall():
+    for (source, column), (target, _, _) in foreign_keys(cur).items():
         if (
             source == table
             and _run(
@@ -159,9 +162,7 @@ def repoint_references(cur: Cursor, referencing: list[tuple[str, str]], run_id: 
 
 def _ensure_unique(cur: Cursor, key: NaturalKey) -> bool:
     """Add the key's UNIQUE NULLS NOT DISTINCT constraint unless a unique index on its columns exists."""
-    qualified = sql.Identifier("public", key.table).as_string(cur)
-    query = statements("constraints")["unique_index_on"]
-    if cur.execute(query, {"table": qualified, "columns": sorted(key.columns)}).fetchone()[0]:
+    if has_unique(cur, key.table, key.columns):
         return False
     cur.execute(
         sql.SQL(statements("constraints")["add_unique"]).format(

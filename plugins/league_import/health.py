@@ -7,13 +7,14 @@ Only `record` writes (etl.health_checks, so trends can be queried).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 from psycopg import Connection, Cursor, sql
 
 from league_import.catalog import ETL_TABLES, NATURAL_KEYS, REFERENCES, USER_TABLES, Reference
-from league_import.constraints import duplicates, orphans
+from league_import.constraints import duplicates, foreign_keys, has_unique, orphans
 from league_import.references import team_columns
-from league_import.sql import statements
+from league_import.sql import run, statements
 
 DEFAULT_THRESHOLDS = {
     "growth_warn": 2.0,  # rows now / rows after the last successful run
@@ -44,9 +45,7 @@ class Check:
     sample: list = field(default_factory=list)
 
 
-def _run(cur: Cursor, statement: str, params: dict | None = None, **parts) -> Cursor:
-    text = statements("health")[statement]
-    return cur.execute(sql.SQL(text).format(**parts) if parts else text, params)
+_run = partial(run, "health")
 
 
 def thresholds(overrides: dict | None = None) -> dict:
@@ -89,18 +88,11 @@ def _orphans(cur: Cursor) -> list[Check]:
     return out
 
 
-def _has_unique(cur: Cursor, table: str, columns) -> bool:
-    qualified = sql.Identifier("public", table).as_string(cur)
-    return cur.execute(
-        statements("constraints")["unique_index_on"], {"table": qualified, "columns": sorted(columns)}
-    ).fetchone()[0]
-
-
 def _duplicates(cur: Cursor) -> list[Check]:
     """A valid unique index makes duplicates impossible; only unenforced keys are scanned."""
     out = []
     for key in NATURAL_KEYS:
-        if _has_unique(cur, key.table, key.columns):
+        if has_unique(cur, key.table, key.columns):
             out.append(Check("duplicates", key.table, 0, "0", detail="enforced by a unique key"))
             continue
         repeated, extra, worst = duplicates(cur, key)
@@ -121,7 +113,7 @@ def _duplicates(cur: Cursor) -> list[Check]:
 def _constraints(cur: Cursor) -> list[Check]:
     out = []
     for key in NATURAL_KEYS:
-        ok = _has_unique(cur, key.table, key.columns)
+        ok = has_unique(cur, key.table, key.columns)
         out.append(
             Check(
                 "constraint",
@@ -132,10 +124,7 @@ def _constraints(cur: Cursor) -> list[Check]:
                 "" if ok else f"no unique key on {key.table} ({', '.join(key.columns)})",
             )
         )
-    fks = {
-        (t, c): (target, valid)
-        for t, c, target, _, valid in cur.execute(statements("constraints")["foreign_keys"]).fetchall()
-    }
+    fks = {key: (target, valid) for key, (target, _, valid) in foreign_keys(cur).items()}
     for ref in REFERENCES:
         found = fks.get((ref.table, ref.column))
         state = "missing" if not found or found[0] != ref.target else ("valid" if found[1] else "not valid")

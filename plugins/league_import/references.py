@@ -9,6 +9,7 @@ from __future__ import annotations
 from psycopg import Cursor, sql
 
 from league_import.catalog import ETL_TABLES, TEAM_COLUMNS, TeamColumn, natural_key
+from league_import.constraints import foreign_keys
 from league_import.sql import statements
 
 
@@ -17,7 +18,7 @@ def team_columns(cur: Cursor) -> list[TeamColumn]:
     declared = {(c.table, c.column) for c in TEAM_COLUMNS}
     found = [
         TeamColumn(table, column)
-        for table, column, target, _, _ in cur.execute(statements("constraints")["foreign_keys"]).fetchall()
+        for (table, column), (target, _, _) in foreign_keys(cur).items()
         if target == "teams" and table not in ETL_TABLES and (table, column) not in declared
     ]
     return [*TEAM_COLUMNS, *sorted(found, key=lambda c: (c.table, c.column))]

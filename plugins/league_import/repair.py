@@ -9,6 +9,8 @@ column is then set NULL, a NOT NULL one has its row removed (its copy stays in e
 
 from __future__ import annotations
 
+from functools import partial
+
 from psycopg import Connection, Cursor, Rollback, sql
 
 from league_import.archive import archive_rows
@@ -17,16 +19,13 @@ from league_import.catalog import TeamColumn
 from league_import.constraints import keys_for_dry_run, validate_team_references
 from league_import.dedup import repoint_references
 from league_import.references import columns_of, row_id, team_columns
-from league_import.sql import statements
+from league_import.sql import run, statements
 
 STRATEGIES = ("key_map", "restored_team", "content", "user_context", "quarantine")
 ROW_STRATEGIES = ("content", "user_context", "quarantine")  # written row by row into the user tables
 
 
-def _run(cur: Cursor, statement: str, params: dict | None = None, **parts) -> Cursor:
-    """Run a named statement; only templates with identifier parts are composed (the regexes hold braces)."""
-    text = statements("repair")[statement]
-    return cur.execute(sql.SQL(text).format(**parts) if parts else text, params)
+_run = partial(run, "repair")
 
 
 def _optional(alias: str, column: str | None, kind: str) -> sql.Composable:

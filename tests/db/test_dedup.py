@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from helpers import one, q
 
-from league_import import dedup as dedup_module
+from league_import import sql as sql_module
 from league_import.catalog import NaturalKey, natural_key
 from league_import.constraints import check_constraints
 from league_import.dedup import CopyMismatchError, deduplicate
@@ -92,7 +92,7 @@ def test_rerun_changes_nothing_more(schema):
 
 def test_killed_midway_rolls_back_and_the_retry_reaches_the_clean_end_state(schema, monkeypatch):
     add_practices(schema, {("Mon", "18:00", "Court 1"): 50, ("Tue", "18:00", "Court 1"): 5})
-    real = dedup_module.statements
+    real = sql_module.statements
 
     def broken(family):
         found = real(family)
@@ -102,7 +102,7 @@ def test_killed_midway_rolls_back_and_the_retry_reaches_the_clean_end_state(sche
             else found
         )
 
-    monkeypatch.setattr(dedup_module, "statements", broken)
+    monkeypatch.setattr(sql_module, "statements", broken)
     with pytest.raises(psycopg.OperationalError):
         deduplicate(schema, PRACTICE, "run-1")
     monkeypatch.undo()

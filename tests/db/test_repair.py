@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from helpers import DEMO_DATA, copy_demo, old_etl_churn, one, orphan_count, placement, q, read, user_counts, write
 
-from league_import import repair as repair_module
+from league_import import sql as sql_module
 from league_import.backup import BackupCountError, backup
 from league_import.constraints import check_constraints
 from league_import.repair import ReleaseError, release, restore_mapping
@@ -256,7 +256,7 @@ def test_killed_midway_the_retry_reaches_the_same_end_state(league, monkeypatch)
     old_etl_churn(conn)
     for lg in read_leagues(DEMO_DATA, []):
         load_league(conn, lg)
-    real = repair_module.statements
+    real = sql_module.statements
 
     def dies_after_quarantine(family):
         found = real(family)
@@ -264,7 +264,7 @@ def test_killed_midway_the_retry_reaches_the_same_end_state(league, monkeypatch)
             return {**found, "record_decisions": "SELECT pg_terminate_backend(pg_backend_pid())"}
         return found
 
-    monkeypatch.setattr(repair_module, "statements", dies_after_quarantine)
+    monkeypatch.setattr(sql_module, "statements", dies_after_quarantine)
     with pytest.raises(psycopg.OperationalError):
         restore_mapping(conn, "night-2")
     monkeypatch.undo()
