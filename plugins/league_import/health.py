@@ -62,12 +62,16 @@ def run_checks(conn: Connection, run_id: str | None = None, limits: dict | None 
     """Every check, against the database as it is. `run_id` names the run whose backup to compare."""
     limits = thresholds(limits)
     with conn.transaction(), conn.cursor() as cur:
+        counts = {
+            table: _run(cur, "count_rows", table=sql.Identifier("public", table)).fetchone()[0]
+            for table in (*ETL_TABLES, *USER_TABLES)
+        }
         checks = [
             *_orphans(cur),
             *_duplicates(cur),
             *_constraints(cur),
-            *_rows(cur, run_id, limits),
-            *_row_balance(cur, run_id),
+            *_rows(cur, run_id, limits, counts),
+            *_row_balance(cur, run_id, counts),
             _quarantine(cur, limits),
         ]
     return checks
@@ -141,12 +145,12 @@ def _constraints(cur: Cursor) -> list[Check]:
     return out
 
 
-def _rows(cur: Cursor, run_id: str | None, limits: dict) -> list[Check]:
+def _rows(cur: Cursor, run_id: str | None, limits: dict, counts: dict[str, int]) -> list[Check]:
     """Row counts against the last successful run: growth and drop, with a minimum baseline."""
     previous = {subject: float(n) for subject, n in _run(cur, "previous_counts", {"run_id": run_id}).fetchall()}
     out = []
     for table in (*ETL_TABLES, *USER_TABLES):
-        now = _run(cur, "count_rows", table=sql.Identifier("public", table)).fetchone()[0]
+        now = counts[table]
         check = Check(
             "rows",
             table,
@@ -171,14 +175,14 @@ def _rows(cur: Cursor, run_id: str | None, limits: dict) -> list[Check]:
     return out
 
 
-def _row_balance(cur: Cursor, run_id: str | None) -> list[Check]:
+def _row_balance(cur: Cursor, run_id: str | None, counts: dict[str, int]) -> list[Check]:
     """User-owned rows: live + archived since the backup = count at the backup. Fewer means a row
     was removed without its archived copy; more is the app writing during the run."""
     out = []
     for table, count, taken_at, backup_run in _run(cur, "backup_counts", {"run_id": run_id}).fetchall():
         if table not in USER_TABLES:
             continue
-        live = _run(cur, "count_rows", table=sql.Identifier("public", table)).fetchone()[0]
+        live = counts[table]
         archived = 0
         if _run(cur, "table_exists", {"table": f"etl_archive.{table}"}).fetchone()[0]:
             archived = _run(
