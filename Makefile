@@ -3,26 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-export PYTHONPATH := $(CURDIR)/plugins
 
 .PHONY: demo test health lint bench clean
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+$(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "league-import needs Python 3.11+")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 demo: $(INSTALLED)
-	$(BIN)/python -m league_import.cli demo
+	$(BIN)/league-import demo
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 # Read-only checks against AIRFLOW_CONN_LEAGUE_DB, else the demo's embedded database.
 health: $(INSTALLED)
-	$(BIN)/python -m league_import.cli health
+	$(BIN)/league-import health
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check dags plugins tests bench

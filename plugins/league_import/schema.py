@@ -1,16 +1,64 @@
-"""Create the target schema idempotently (CONTRACT section 4 and 5)."""
+"""The pipeline's schema, versioned with Alembic (league_import/migrations).
+
+Every task calls ensure_schema under the task lock: on a database at the newest revision it costs
+one query; otherwise it upgrades, whatever the starting point (an empty database, one made by the
+first release, one a revision behind). Nothing ever needs `make clean`.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+
 import psycopg
 
-from league_import.sql import script
-
-# One lock id for every schema change, so two runs never race on CREATE ... IF NOT EXISTS.
+# One lock id for every schema change, so two processes never migrate at once.
 SCHEMA_LOCK = 7_412_001
+VERSION_SCHEMA = "etl"
+VERSION_TABLE = "alembic_version"
+SCRIPT_LOCATION = "league_import:migrations"
 
 
-def ensure_schema(conn: psycopg.Connection) -> None:
+def _config(connection=None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def head() -> str:
+    """The newest revision of league_import/migrations."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current(conn: psycopg.Connection) -> str | None:
+    """The database's revision; None before the first migration."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        conn.execute(script("schema"))
+        found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{VERSION_SCHEMA}.{VERSION_TABLE}",)).fetchone()
+        if not found[0]:
+            return None
+        row = conn.execute(f"SELECT version_num FROM {VERSION_SCHEMA}.{VERSION_TABLE}").fetchone()
+    return row[0] if row else None
+
+
+def ensure_schema(conn: psycopg.Connection) -> str:
+    """Upgrade the database to the newest revision, on this connection; returns the revision."""
+    target = head()
+    if current(conn) == target:
+        return target
+    from alembic import command
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    # Alembic runs on this very session (StaticPool hands it over), so the task lock it holds
+    # covers the migration. The engine is never disposed: that would close the connection.
+    engine = create_engine("postgresql+psycopg://", creator=lambda: conn, poolclass=StaticPool)
+    with engine.connect() as connection:
+        command.upgrade(_config(connection), "head")
+        connection.commit()
+    return target
