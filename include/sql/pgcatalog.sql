@@ -1,0 +1,61 @@
+-- What the database has, read from PostgreSQL's catalogs (league_import.pgcatalog): the one
+-- place that reads pg_catalog. Schema-qualified names are passed as text and cast to regclass.
+
+-- name: unique_indexes
+-- A valid, non-partial unique index on exactly a key's columns satisfies it, whatever its name.
+SELECT c.relname::text, array_agg(a.attname::text ORDER BY a.attname) AS columns
+FROM pg_index ix
+JOIN pg_class c ON c.oid = ix.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (ix.indkey)
+WHERE ix.indisunique AND ix.indisvalid AND ix.indpred IS NULL
+GROUP BY ix.indexrelid, c.relname;
+
+-- name: foreign_keys
+-- Single-column foreign keys of tables in public, with their target table and column.
+SELECT c.relname::text, a.attname::text, t.relname::text, ta.attname::text, con.conname::text, con.convalidated
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+JOIN pg_class t ON t.oid = con.confrelid
+JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+JOIN pg_attribute ta ON ta.attrelid = con.confrelid AND ta.attnum = con.confkey[1]
+WHERE con.contype = 'f' AND cardinality(con.conkey) = 1;
+
+-- name: table_columns
+-- Every column of every table in public, with whether it is NOT NULL.
+SELECT c.relname::text, a.attname::text, a.attnotnull
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY c.relname, a.attnum;
+
+-- name: columns
+-- One table's columns in order: name, type as declared, NOT NULL.
+SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
+FROM pg_attribute a
+WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum;
+
+-- name: unique_index_on
+-- Whether a valid, non-partial unique index covers exactly these columns.
+SELECT EXISTS (
+    SELECT 1 FROM pg_index ix
+    WHERE ix.indrelid = %(table)s::regclass AND ix.indisunique AND ix.indisvalid AND ix.indpred IS NULL
+      AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+           WHERE a.attrelid = ix.indrelid AND a.attnum = ANY (ix.indkey)) = %(columns)s::text[]
+);
+
+-- name: table_exists
+SELECT to_regclass(%(table)s) IS NOT NULL;
+
+-- name: inheritors
+-- Tables that inherit from one table (the batch tables of an etl_archive table).
+SELECT c.oid::regclass::text
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = %(table)s::regclass;
+
+-- name: sequence_of
+-- The sequence behind an identity or serial column, or NULL.
+SELECT pg_get_serial_sequence(%(table)s, %(column)s);

@@ -1,0 +1,84 @@
+"""What the database has, read from PostgreSQL's catalogs: the one module that reads them.
+
+The declarations of what it should have are in league_import.catalog; constraints, dedup,
+archive, references and health compare the two through the functions here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from psycopg import Cursor, sql
+
+from league_import.sql import run
+
+_run = partial(run, "pgcatalog")
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    table: str
+    column: str
+    target: str
+    target_column: str
+    name: str
+    validated: bool
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    not_null: bool
+
+
+def qualified(cur: Cursor, schema: str, table: str) -> str:
+    """A quoted schema.table, for the statements that take a regclass as text."""
+    return sql.Identifier(schema, table).as_string(cur)
+
+
+def foreign_keys(cur: Cursor) -> dict[tuple[str, str], ForeignKey]:
+    """Single-column foreign keys of the tables in public, by (table, column)."""
+    return {(r[0], r[1]): ForeignKey(*r) for r in _run(cur, "foreign_keys").fetchall()}
+
+
+def references_to(cur: Cursor, target: str) -> list[ForeignKey]:
+    """The foreign keys in public that point at public.<target>."""
+    return [fk for fk in foreign_keys(cur).values() if fk.target == target]
+
+
+def unique_keys(cur: Cursor) -> set[tuple[str, frozenset[str]]]:
+    """(table, columns) of every valid, non-partial unique index in public."""
+    return {(t, frozenset(cols)) for t, cols in _run(cur, "unique_indexes").fetchall()}
+
+
+def has_unique(cur: Cursor, table: str, columns) -> bool:
+    """Whether a valid, non-partial unique index covers exactly these columns, whatever its name."""
+    params = {"table": qualified(cur, "public", table), "columns": sorted(columns)}
+    return _run(cur, "unique_index_on", params).fetchone()[0]
+
+
+def table_columns(cur: Cursor) -> dict[str, dict[str, bool]]:
+    """Every table in public: column name -> NOT NULL, in column order."""
+    out: dict[str, dict[str, bool]] = {}
+    for table, column, not_null in _run(cur, "table_columns").fetchall():
+        out.setdefault(table, {})[column] = not_null
+    return out
+
+
+def columns(cur: Cursor, table: str, schema: str = "public") -> list[Column]:
+    """One table's columns, in order."""
+    return [Column(*r) for r in _run(cur, "columns", {"table": qualified(cur, schema, table)}).fetchall()]
+
+
+def table_exists(cur: Cursor, table: str, schema: str = "public") -> bool:
+    return _run(cur, "table_exists", {"table": qualified(cur, schema, table)}).fetchone()[0]
+
+
+def inheritors(cur: Cursor, table: str, schema: str) -> list[str]:
+    return [r[0] for r in _run(cur, "inheritors", {"table": qualified(cur, schema, table)}).fetchall()]
+
+
+def sequence_of(cur: Cursor, table: str, column: str = "id", schema: str = "public") -> str | None:
+    return _run(cur, "sequence_of", {"table": f"{schema}.{table}", "column": column}).fetchone()[0]
