@@ -13,6 +13,7 @@ from league_import.identity import (
     TeamNameError,
     clean,
     is_bye,
+    mentions,
     parse_team,
     series_key,
 )
@@ -41,15 +42,19 @@ def test_clean_collapses_whitespace() -> None:
         ("Series A", "A"),
         ("Series SN", "SN"),
         ("Series Legends", "LEGENDS"),
-        ("Sunday A", "SUNDAY A"),
-        ("Series Sunday A", "SUNDAY A"),
+        ("Sunday A", "A"),
+        ("Series Sunday A", "A"),
+        ("Flight B", "B"),
+        ("Div 3", "3"),
+        ("Chicago", "CHICAGO"),
+        ("15 SW", "15 SW"),
     ],
 )
 def test_series_key(label: str, expected: str) -> None:
     assert series_key(label) == expected
 
 
-@pytest.mark.parametrize("label", ["", "   ", "Series", "Chicago "])
+@pytest.mark.parametrize("label", ["", "   ", "Series", "Division ", "flight", "Div"])
 def test_series_key_rejects_empty(label: str) -> None:
     with pytest.raises(ValueError, match="series label"):
         series_key(label)
@@ -105,9 +110,9 @@ def test_different_teams(a: tuple[str, str], b: tuple[str, str]) -> None:
         ("Winnetka 99 A 99", "Series 99", "Winnetka", "A"),
         ("Legends - Legends", "Series Legends", "Legends", ""),
         ("Legends", "Series Legends", "Legends", ""),
-        ("Wilmette PD I 11", "Series 11", "Wilmette PD", "I"),
-        ("Wilmette PD II 11", "Series 11", "Wilmette PD", "II"),
-        ("Hinsdale PC II - 9 SW", "Chicago 9 SW", "Hinsdale PC", "II"),
+        ("Wilmette PD I 11", "Series 11", "Wilmette PD", "1"),
+        ("Wilmette PD II 11", "Series 11", "Wilmette PD", "2"),
+        ("Hinsdale PC II - 9 SW", "Chicago 9 SW", "Hinsdale PC", "2"),
         ("Glenbrook RC 1", "Series 1", "Glenbrook RC", ""),
         ("Westmoreland A - Series A", "Series A", "Westmoreland", ""),
         ("Middlefork", "Series A", "Middlefork", ""),
@@ -121,11 +126,16 @@ def test_different_teams(a: tuple[str, str], b: tuple[str, str]) -> None:
         ("Tennaqua SSN", "Series SN", "Tennaqua", ""),
         ("Lake Forest Sunday A", "Sunday A", "Lake Forest", ""),
         ("Lake Forest Sunday A", "Series Sunday A", "Lake Forest", ""),
-        ("Oak Park CC I - 29 SW", "Chicago 29 SW", "Oak Park CC", "I"),
+        ("Oak Park CC I - 29 SW", "Chicago 29 SW", "Oak Park CC", "1"),
         ("Club 7 Tennis 3", "Series 3", "Club 7 Tennis", ""),
-        ("Butterfield - Chicago 15 SW", "Series 15 SW", "Butterfield", ""),
+        ("Butterfield - Series 15 SW", "Chicago 15 SW", "Butterfield", ""),
+        ("Butterfield - Division 15 SW", "Series 15 SW", "Butterfield", ""),
+        # "Chicago" is this label's prefix only in labels that use it: here it is the club's word.
         ("Midtown - Chicago 10", "Series 10", "Midtown - Chicago", ""),
-        ("Salt Creek IV 27 SW", "Series 27 SW", "Salt Creek", "IV"),
+        ("Salt Creek IV 27 SW", "Series 27 SW", "Salt Creek", "4"),
+        ("Hinsdale 1a", "Series 1", "Hinsdale", "A"),
+        ("Hinsdale 1b", "Series 1", "Hinsdale", "B"),
+        ("Lake Forest Flight B", "Flight B", "Lake Forest", ""),
         ("Lake Sc C", "Series C", "Lake Sc", ""),
     ],
 )
@@ -137,13 +147,14 @@ def test_club_and_sub_team(name: str, series: str, club: str, sub: str) -> None:
 def test_identity_fields() -> None:
     assert parse_team("Hinsdale PC II - 9 SW", "Chicago 9 SW") == TeamIdentity(
         club="Hinsdale PC",
-        sub_team="II",
+        club_key="hinsdalepc",
+        sub_team="2",
         series_key="9 SW",
-        team_key="hinsdale pc #ii",
+        team_key="hinsdalepc#2",
         display="Hinsdale PC II",
     )
-    assert parse_team("Glenbrook RC 1", "Series 1").team_key == "glenbrook rc"
-    assert parse_team("Winnetka 99 A", "Series 99").team_key == "winnetka #a"
+    assert parse_team("Glenbrook RC 1", "Series 1").team_key == "glenbrookrc"
+    assert parse_team("Winnetka 99 A", "Series 99").team_key == "winnetka#a"
     assert parse_team("Tennaqua S2B", "Series 2B").series_key == "2B"
 
 
@@ -255,3 +266,58 @@ def test_whole_sample() -> None:
 def test_a_club_needs_a_letter(name):
     with pytest.raises(TeamNameError, match="Series 2"):
         parse_team(name, "Series 2")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "Lake Forest 3",
+        "Lake-Forest 3",
+        "Lake \u2013 Forest 3",
+        "LakeForest 3",
+        "lake forest 3",
+        "LAKE  FOREST 3",
+        "Lake.Forest 3",
+        "Lake/Forest 3",
+        "Lake Forest - 3",
+        "Lake Forest \u2013 3",
+        "Läke Forest 3",
+    ],
+)
+def test_separators_case_and_diacritics_are_not_identity(spelling):
+    assert key(spelling, "Series 3") == ("3", "lakeforest")
+
+
+def test_abbreviations_are_kept_not_expanded():
+    assert parse_team("Glenbrook RC 1", "Series 1").club_key == "glenbrookrc"
+    assert key("Glenbrook RC 1", "Series 1") != key("Glenbrook Racquet Club 1", "Series 1")
+
+
+def test_roman_and_parenthesised_sub_teams_agree():
+    assert key("Wilmette H (1)", "Series H") == key("Wilmette H I", "Series H")
+    assert key("Wilmette H (1)", "Series H") != key("Wilmette H (2)", "Series H")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Practice for Series 2B moved", {"2B"}),
+        ("our series 22 match", {"22"}),
+        ("SERIES 22 SW lineup", {"22 SW"}),
+        ("Chicago 22 SW lineup", {"22 SW"}),
+        ("Division 11 rained out", {"11"}),
+        ("Div 11 rained out", {"11"}),
+        ("Flight 11 rained out", {"11"}),
+        ("S2B subs needed", {"2B"}),
+        ("Series A captains", {"A"}),
+        ("Practice moved to 7:22", set()),
+        ("see you on 11/22", set()),
+        ("we play 22 games", set()),
+        ("a series a day", set()),
+        ("Series 99", set()),  # not a series of this league
+        (None, set()),
+    ],
+)
+def test_mentions(text, expected):
+    known = frozenset({"2B", "22", "22 SW", "11", "A"})
+    assert mentions(text, known, frozenset({"Chicago"})) == expected
