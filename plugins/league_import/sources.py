@@ -1,56 +1,172 @@
-"""Read and validate one league folder of scraper JSON into normalised frames.
+"""Read and validate league folders of scraper JSON: every problem found before the first write.
 
-Every error names the file, the record index and the field, so an operator can open the file
-and find the problem; nothing is written until every selected league has been read.
+A file is read only if it is a regular file, with its size capped while it is read (a FIFO or a
+file that grows is refused, never read whole), decoded by a typed decoder (msgspec: exact
+locations, bounded nesting), and checked record by record against what the tables will need:
+types and integer ranges, text PostgreSQL refuses (NUL) or cannot index (over MAX_NAME_LENGTH),
+labels and names that parse to no team, the folder's league, and duplicates by natural key.
+Every problem is reported at once, with its file, record index and field, capped and counted.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import os
+import re
+import stat
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-import pandas as pd
+import msgspec
 
-from league_import.identity import TeamNameError, clean, is_bye, parse_team, series_key
+from league_import.errors import SourceError
+from league_import.identity import MAX_NAME_LENGTH, TeamIdentity, TeamNameError, clean, is_bye, parse_label, parse_team
 
 STATS_FILE = "series_stats.json"
 SCHEDULE_FILE = "schedules.json"
-STATS_NUMBERS = {
-    "points": "points",
-    "matches.won": "matches_won",
-    "matches.lost": "matches_lost",
-    "matches.tied": "matches_tied",
-    "lines.won": "lines_won",
-    "lines.lost": "lines_lost",
-    "lines.for": "lines_for",
-    "lines.ret": "lines_ret",
-    "sets.won": "sets_won",
-    "sets.lost": "sets_lost",
-    "games.won": "games_won",
-    "games.lost": "games_lost",
-}
-STATS_TEXT = ("series", "team", "league_id")
-SCHEDULE_TEXT = ("date", "time", "home_team", "away_team", "location", "series", "League")
-# Reading costs about 5x a file's size in memory (a 36 MB file peaks at 283 MB): 50 MB keeps a
-# run under the benchmarks' 500 MB bound, 40x the size of a real season's file.
+# Reading holds the file's bytes and its decoded records at once (about 4x a file's size): 50 MB
+# keeps a run's memory bounded, 40x the size of a real season's file.
 MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_LISTED = 20  # problems listed in one error; the rest are counted
+_CHUNK = 1024 * 1024
+
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 
 
-class SourceError(ValueError):
-    """Bad input: the message names the file or param and the record."""
+class _Matches(msgspec.Struct, gc=False):
+    won: Int32
+    lost: Int32
+    tied: Int32
+
+
+class _Lines(msgspec.Struct, gc=False):
+    won: Int32
+    lost: Int32
+    for_: Int32 = msgspec.field(name="for")
+    ret: Int32 = msgspec.field(name="ret")
+
+
+class _WonLost(msgspec.Struct, gc=False):
+    won: Int32
+    lost: Int32
+
+
+class StatsRecord(msgspec.Struct, gc=False):
+    series: str
+    team: str
+    league_id: str
+    points: Int32
+    matches: _Matches
+    lines: _Lines
+    sets: _WonLost
+    games: _WonLost
+
+    def numbers(self) -> tuple[int, ...]:
+        m, ln, s, g = self.matches, self.lines, self.sets, self.games
+        return (self.points, m.won, m.lost, m.tied, ln.won, ln.lost, ln.for_, ln.ret, s.won, s.lost, g.won, g.lost)
+
+
+class ScheduleRecord(msgspec.Struct, gc=False):
+    date: str
+    time: str
+    home_team: str
+    away_team: str
+    location: str
+    series: str
+    League: str  # noqa: N815 (the scraper's field name)
+
+
+STATS_NUMBERS = (
+    "points",
+    "matches_won",
+    "matches_lost",
+    "matches_tied",
+    "lines_won",
+    "lines_lost",
+    "lines_for",
+    "lines_ret",
+    "sets_won",
+    "sets_lost",
+    "games_won",
+    "games_lost",
+)
+TEXT_FIELDS = {StatsRecord: ("series", "team", "league_id"), ScheduleRecord: ScheduleRecord.__struct_fields__}
+_KIND = {"int": "a whole number", "str": "a string", "object": "an object", "array": "an array"}
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?:\[(?P<index>\d+)\])?(?P<path>[^`]*)`)?$", re.DOTALL)
+_DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """What was read: for the report, and for freshness (size, modification time, content hash)."""
+
+    name: str
+    path: str
+    size: int
+    mtime: datetime
+    sha256: str
+    records: int
+    first_date: date | None = None
+    last_date: date | None = None
+
+
+@dataclass
+class Team:
+    series_key: str
+    series_label: str
+    club: str
+    club_key: str
+    team_key: str
+    sub_team: str
+    team_name: str
+    in_stats: bool = False
+    in_schedule: bool = False
 
 
 @dataclass
 class LeagueSource:
-    """One league's validated, normalised rows, ready for staging."""
+    """One league's validated rows, ready for the stage."""
 
     code: str
-    teams: pd.DataFrame  # series_key, series_name, club, club_key, team_name, team_key, sub_team
-    schedule: pd.DataFrame  # series_key, match_date, match_time, home_key, away_key, location
-    stats: pd.DataFrame  # series_key, team_key, and the STATS_NUMBERS columns
+    teams: list[Team]
+    schedule: list[tuple]  # series_key, match_date, match_time, home_key, away_key, location
+    stats: list[tuple]  # series_key, team_key, *STATS_NUMBERS
+    files: list[SourceFile] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+
+
+class Problems:
+    """Every problem found, for one error naming each (capped, and counted past the cap)."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: Path | str, message: str, record: int | None = None, fld: str | None = None) -> None:
+        parts = [str(where)]
+        if record is not None:
+            parts.append(f"record {record}")
+        if fld is None:
+            self.items.append(": ".join([*parts, message]))
+            return
+        joined = " " if message.split(" ", 1)[0] in ("is", "must", "contains") else ": "
+        self.items.append(": ".join([*parts, f"field '{fld}'{joined}{message}"]))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def error(self) -> SourceError:
+        if len(self.items) == 1:
+            return SourceError(self.items[0])
+        listed = self.items[:MAX_LISTED]
+        more = len(self.items) - len(listed)
+        return SourceError(
+            f"{len(self.items)} problems in the sources, nothing was written:\n"
+            + "\n".join(f"- {p}" for p in listed)
+            + (f"\n- ... and {more} more" if more else "")
+        )
 
 
 def select_leagues(source_dir: str | Path, leagues: list[str] | None) -> list[str]:
@@ -73,194 +189,326 @@ def select_leagues(source_dir: str | Path, leagues: list[str] | None) -> list[st
     return list(dict.fromkeys(leagues))
 
 
-def read_leagues(source_dir: str | Path, leagues: list[str] | None) -> list[LeagueSource]:
-    """Read every selected league, failing on the first bad file before anything is written."""
-    return [read_league(Path(source_dir) / code) for code in select_leagues(source_dir, leagues)]
+def read_leagues(source_dir: str | Path, leagues: list[str] | None, sink=None) -> list[LeagueSource]:
+    """Read and check every selected league once; raise one SourceError listing every problem.
+
+    `sink(league)` (the stage) receives each league as soon as it is valid, so only one league's
+    rows are held in memory at a time; after the first problem nothing more reaches it (the
+    caller drops what the sink took: the stage is scratch, never the data). Returns the leagues
+    without their rows when a sink took them.
+    """
+    problems = Problems()
+    out = []
+    for code in select_leagues(source_dir, leagues):
+        league = read_league(Path(source_dir) / code, problems)
+        if league is None or problems:
+            continue
+        if sink is not None:
+            sink(league)
+            league = LeagueSource(league.code, [], [], [], league.files, league.counts)
+        out.append(league)
+    if problems:
+        raise problems.error()
+    return out
 
 
-def read_league(folder: Path) -> LeagueSource:
+def read_file(path: Path) -> tuple[bytes, os.stat_result]:
+    """A regular file's bytes, never more than MAX_FILE_BYTES read: a FIFO, a device or a folder
+    is refused without being read, and a file that grows while read is cut off and refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be opened ({exc.strerror})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # before fdopen, which refuses a folder with its own error
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else "special"
+        raise SourceError(f"{path}: not a regular file ({kind}); a league file must be a plain file")
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        chunks, size = [], 0
+        while chunk := handle.read(_CHUNK):
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise SourceError(f"{path}: more than the limit of {MAX_FILE_BYTES:,} bytes per file; refused")
+            chunks.append(chunk)
+    return b"".join(chunks), info
+
+
+def _deepest_record(data: bytes, limit: int) -> int | None:
+    """The index of the first record nested deeper than `limit` (only on the error path)."""
+    depth, record = 0, 0
+    for token in re.finditer(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', data):
+        t = token.group()
+        if t in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return record
+        elif t in (b"]", b"}"):
+            depth -= 1
+        elif t == b"," and depth == 1:
+            record += 1
+    return None
+
+
+def _field_path(path: str, message: str) -> str | None:
+    missing = re.search(r"missing required field `([^`]+)`", message)
+    parts = [p for p in path.lstrip(".").split(".") if p]
+    if missing:
+        parts.append(missing.group(1))
+    return ".".join(parts) or None
+
+
+def _explain(message: str, value) -> str:
+    if "missing required field" in message:
+        return "missing"
+    expected = re.match(r"Expected `(\w+)`(?: (?P<bound>[<>]=? -?\d+))?", message)
+    if expected:
+        kind = _KIND.get(expected.group(1), expected.group(1))
+        if expected.group("bound"):
+            return f"must be {kind} between -2147483648 and 2147483647, got {value!r}"
+        return f"must be {kind}, got {value!r}"
+    return message
+
+
+def _value_at(raw: msgspec.Raw, dotted: str | None):
+    try:
+        value = msgspec.json.decode(raw)
+        for part in (dotted or "").split("."):
+            if part:
+                value = value[part]
+        return value
+    except (msgspec.DecodeError, KeyError, TypeError):
+        return None
+
+
+def _decode(path: Path, data: bytes, record_type: type, problems: Problems) -> list | None:
+    """Typed records, or None with every record's problem added."""
+    try:
+        return _decode_records(path, data, record_type, problems)
+    except RecursionError:  # met by any of the decodes, the per-record ones included
+        record = _deepest_record(data, 64)
+        problems.add(path, "JSON nested too deeply (a record is a few levels deep)", record)
+        return None
+
+
+def _malformed(data: bytes, message: str) -> str:
+    """msgspec names the byte; a person opens the file at a line and column."""
+    found = re.search(r"\(byte (\d+)\)", message)
+    reason = re.sub(r"^JSON is malformed: | \(byte \d+\)$", "", message)
+    if not found:
+        return f"malformed JSON: {reason}"
+    at = int(found.group(1))
+    line = data.count(b"\n", 0, at) + 1
+    column = at - (data.rfind(b"\n", 0, at) + 1) + 1
+    return f"malformed JSON at line {line} column {column}: {reason}"
+
+
+def _decode_records(path: Path, data: bytes, record_type: type, problems: Problems) -> list | None:
+    try:
+        return msgspec.json.decode(data, type=list[record_type])
+    except msgspec.ValidationError:
+        pass  # below: every record's problem, not only the first
+    except msgspec.DecodeError as exc:
+        problems.add(path, _malformed(data, str(exc)))
+        return None
+    try:
+        raws = msgspec.json.decode(data, type=list[msgspec.Raw])
+    except msgspec.ValidationError as exc:
+        found = re.search(r"got `(\w+)`", str(exc))
+        problems.add(path, f"expected a JSON array of records, found {found.group(1) if found else 'something else'}")
+        return None
+    for i, raw in enumerate(raws):
+        try:
+            msgspec.json.decode(raw, type=record_type)
+        except msgspec.ValidationError as exc:
+            parts = _AT.match(str(exc))
+            dotted = _field_path(parts.group("path") or "", str(exc))
+            explained = _explain(parts.group("msg"), _value_at(raw, dotted))
+            if dotted is None:
+                problems.add(path, f"expected an object, found {_value_at(raw, None).__class__.__name__}", i)
+            elif explained == "missing":
+                problems.add(path, f"missing field '{dotted}'", i)
+            else:
+                problems.add(path, explained, i, dotted)
+    return None
+
+
+def _check_text(path: Path, i: int, record, problems: Problems) -> bool:
+    ok = True
+    for name in TEXT_FIELDS[type(record)]:
+        value = getattr(record, name)
+        if "\x00" in value:
+            problems.add(path, "contains a NUL character, which PostgreSQL text cannot hold", i, name)
+            ok = False
+        elif len(value) > MAX_NAME_LENGTH:
+            problems.add(path, f"is {len(value):,} characters long, over the limit of {MAX_NAME_LENGTH}", i, name)
+            ok = False
+    return ok
+
+
+def _read(path: Path, record_type: type, league_field: str, code: str, problems: Problems):
+    """(records, file facts), or (None, None) with the problems added; ([], None) when absent."""
+    if not path.exists() and not path.is_symlink():
+        return [], None
+    try:
+        data, info = read_file(path)
+    except SourceError as exc:  # listed with the other files' problems
+        problems.items.append(str(exc))
+        return None, None
+    records = _decode(path, data, record_type, problems)
+    if records is None:
+        return None, None
+    if not records:
+        problems.add(path, "the array holds no records")
+        return None, None
+    before = len(problems.items)
+    for i, record in enumerate(records):
+        if _check_text(path, i, record, problems) and getattr(record, league_field) != code:
+            problems.add(path, f"is '{getattr(record, league_field)}' but the folder is '{code}'", i, league_field)
+    facts = SourceFile(
+        name=path.name,
+        path=str(path),
+        size=len(data),
+        mtime=datetime.fromtimestamp(info.st_mtime, UTC),
+        sha256=hashlib.sha256(data).hexdigest(),
+        records=len(records),
+    )
+    return (records, facts) if len(problems.items) == before else (None, None)
+
+
+def read_league(folder: Path, problems: Problems) -> LeagueSource | None:
+    """One league folder, or None with its problems added."""
     code = folder.name
     stats_path, schedule_path = folder / STATS_FILE, folder / SCHEDULE_FILE
-    if not stats_path.exists() and not schedule_path.exists():
-        raise SourceError(f"{folder}: league folder has neither {STATS_FILE} nor {SCHEDULE_FILE}")
-    stats = _frame(stats_path, (*STATS_TEXT, *STATS_NUMBERS), "league_id", code)
-    schedule = _frame(schedule_path, SCHEDULE_TEXT, "League", code)
+    if not any(p.exists() or p.is_symlink() for p in (stats_path, schedule_path)):
+        problems.add(folder, f"league folder has neither {STATS_FILE} nor {SCHEDULE_FILE}")
+        return None
+    stats, stats_file = _read(stats_path, StatsRecord, "league_id", code, problems)
+    schedule, schedule_file = _read(schedule_path, ScheduleRecord, "League", code, problems)
+    if stats is None or schedule is None:
+        return None
 
-    named: dict[tuple[str, str], tuple[Path, int, str]] = {}  # (series, team) -> first place seen
-    if stats is not None:
-        for i, row in enumerate(stats[["series", "team"]].itertuples(index=False)):
-            named.setdefault((row.series, row.team), (stats_path, i, "team"))
-    bye_rows = 0
-    if schedule is not None:
-        # A side is a BYE when its name is only a series label; the other side of a BYE row is a real team.
-        for side in ("home", "away"):
-            schedule[f"{side}_bye"] = [is_bye(t, None, s) for t, s in zip(schedule[f"{side}_team"], schedule.series)]
-        bye_rows = int((schedule.home_bye | schedule.away_bye).sum())
-        for side in ("home", "away"):
-            live = schedule[~schedule[f"{side}_bye"]]
-            for i, s, t in zip(live.index, live.series, live[f"{side}_team"]):
-                named.setdefault((s, t), (schedule_path, int(i), f"{side}_team"))
+    identities: dict[tuple[str, str], TeamIdentity | None] = {}
 
-    identities = {}
-    for (series, team), (path, i, fld) in named.items():
+    def identity(name: str, label: str, path: Path, i: int, fld: str) -> TeamIdentity | None:
+        if (name, label) not in identities:
+            try:
+                identities[(name, label)] = parse_team(name, label)
+            except TeamNameError as exc:
+                identities[(name, label)] = None
+                problems.add(path, str(exc), i, fld)
+        return identities[(name, label)]
+
+    def label_ok(label: str, path: Path, i: int) -> bool:
         try:
-            identities[(series, team)] = parse_team(team, series)
+            parse_label(label)
+            return True
         except TeamNameError as exc:
-            raise SourceError(f"{path}: record {i}: field '{fld}': {exc}") from None
+            problems.add(path, str(exc), i, "series")
+            return False
 
-    teams = _teams_frame(named, identities, stats_path)
-    _check_collisions(teams, stats, identities, stats_path)
+    teams: dict[tuple[str, str], Team] = {}
+
+    def note(ident: TeamIdentity, name: str, label: str, from_stats: bool) -> None:
+        team = teams.get((ident.series_key, ident.team_key))
+        if team is None:
+            team = teams[(ident.series_key, ident.team_key)] = Team(
+                ident.series_key, clean(label), ident.club, ident.club_key, ident.team_key, ident.sub_team, clean(name)
+            )
+        elif from_stats and not team.in_stats:  # the stats file's spelling wins for display
+            team.team_name, team.club, team.series_label = clean(name), ident.club, clean(label)
+        team.in_stats |= from_stats
+        team.in_schedule |= not from_stats
+
+    stats_rows, first_seen = [], {}
+    for i, r in enumerate(stats):
+        if not label_ok(r.series, stats_path, i):
+            continue
+        ident = identity(r.team, r.series, stats_path, i, "team")
+        if ident is None:
+            continue
+        key = (ident.series_key, ident.team_key)
+        if key in first_seen:
+            j = first_seen[key]
+            problems.add(
+                stats_path,
+                f"team {r.team!r} is the same team as record {j} ({stats[j].team!r}) in series {r.series!r}",
+                i,
+                "team",
+            )
+            continue
+        first_seen[key] = i
+        note(ident, r.team, r.series, True)
+        stats_rows.append((ident.series_key, ident.team_key, *r.numbers()))
+
+    schedule_rows, matches, byes, dates, dates_seen = [], {}, 0, [], {}
+    for i, r in enumerate(schedule):
+        if not label_ok(r.series, schedule_path, i):
+            continue
+        sides, unreadable = [], False
+        for fld, name in (("home_team", r.home_team), ("away_team", r.away_team)):
+            if is_bye(name, None, r.series):
+                sides.append(None)
+                continue
+            ident = identity(name, r.series, schedule_path, i, fld)
+            sides.append(ident)
+            unreadable |= ident is None
+            if ident is not None:
+                note(ident, name, r.series, False)
+        match_date = dates_seen.get(r.date) or dates_seen.setdefault(r.date, _date(r.date, schedule_path, i, problems))
+        match_time = _time(r.time, schedule_path, i, problems)
+        if not unreadable and sides[0] is None and sides[1] is None:
+            problems.add(schedule_path, "neither side names a team", i, "home_team")
+            continue
+        if unreadable or match_date is None or match_time is False:
+            continue
+        byes += sides[0] is None or sides[1] is None
+        home, away = (s.team_key if s else None for s in sides)
+        key = (parse_label(r.series).key, match_date, home, away)
+        if key in matches:
+            match = f"series {r.series!r}, {r.date}, {r.home_team!r} v {r.away_team!r}"
+            problems.add(schedule_path, f"the same match as record {matches[key]} ({match})", i)
+            continue
+        matches[key] = i
+        dates.append(match_date)
+        schedule_rows.append((key[0], match_date, match_time, home, away, clean(r.location)))
+
+    files = [f for f in (stats_file, schedule_file) if f is not None]
+    if schedule_file is not None and dates:
+        files[-1] = SourceFile(**{**schedule_file.__dict__, "first_date": min(dates), "last_date": max(dates)})
     return LeagueSource(
         code=code,
-        teams=teams.drop(columns=["from_stats", "source_name"]),
-        schedule=_schedule_frame(schedule, identities, schedule_path),
-        stats=_stats_frame(stats, identities),
-        counts={
-            "stats_records": 0 if stats is None else len(stats),
-            "schedule_records": 0 if schedule is None else len(schedule),
-            "bye_rows": bye_rows,
-        },
+        teams=list(teams.values()),
+        schedule=schedule_rows,
+        stats=stats_rows,
+        files=files,
+        counts={"stats_records": len(stats), "schedule_records": len(schedule), "bye_rows": byes},
     )
 
 
-def _frame(path: Path, required: tuple[str, ...], league_field: str, code: str) -> pd.DataFrame | None:
-    """Parse and check one file; None when the file is absent (the other file may carry the league)."""
-    if not path.exists():
-        return None
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise SourceError(
-            f"{path}: {path.stat().st_size:,} bytes is over the limit of {MAX_FILE_BYTES:,} bytes per file"
-        )
+def _date(text: str, path: Path, i: int, problems: Problems) -> date | None:
     try:
-        records: Any = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SourceError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if not isinstance(records, list):
-        raise SourceError(f"{path}: expected a JSON array of records, found {type(records).__name__}")
-    if not records:
-        raise SourceError(f"{path}: the array holds no records")
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise SourceError(f"{path}: record {i}: expected an object, found {type(rec).__name__}")
-    frame = pd.json_normalize(records)
-    for col in required:
-        if col not in frame.columns:
-            raise SourceError(f"{path}: record 0: missing field '{col}'")
-        missing = frame[col].isna()
-        if missing.any():
-            raise SourceError(f"{path}: record {int(missing.idxmax())}: missing field '{col}'")
-    for col in required:
-        if col in STATS_NUMBERS:
-            ok = frame[col].map(lambda v: isinstance(v, int) and not isinstance(v, bool))
-            kind = "a whole number"
-        else:
-            ok = frame[col].map(lambda v: isinstance(v, str))
-            kind = "a string"
-        if not ok.all():
-            i = int((~ok).idxmax())
-            raise SourceError(f"{path}: record {i}: field '{col}' must be {kind}, got {frame[col][i]!r}")
-    wrong = frame[league_field] != code
-    if wrong.any():
-        i = int(wrong.idxmax())
-        raise SourceError(
-            f"{path}: record {i}: field '{league_field}' is '{frame[league_field][i]}' but the folder is '{code}'"
-        )
-    return frame
+        if not _DATE.match(text):
+            raise ValueError
+        return datetime.strptime(text, "%m/%d/%Y").date()
+    except ValueError:
+        problems.add(path, f"is {text!r}, expected MM/DD/YYYY", i, "date")
+        return None
 
 
-def _teams_frame(named, identities, stats_path: Path) -> pd.DataFrame:
-    rows = [
-        {
-            "series_key": ident.series_key,
-            "series_label": clean(series),
-            "club": ident.club,
-            "club_key": ident.club.casefold(),
-            "team_key": ident.team_key,
-            "sub_team": ident.sub_team,
-            "source_name": clean(team),
-            "from_stats": path == stats_path,
-        }
-        for (series, team), ident in identities.items()
-        for path, _, _ in [named[(series, team)]]
-    ]
-    frame = pd.DataFrame(rows)
-    # The stats file's spelling wins for display; the schedule's stands in where stats are absent.
-    frame = frame.sort_values(["from_stats", "source_name"], ascending=[False, True], kind="stable")
-    series_names = frame.drop_duplicates("series_key").set_index("series_key")["series_label"]
-    teams = frame.drop_duplicates(["series_key", "team_key"]).copy()
-    teams["series_name"] = teams["series_key"].map(series_names)
-    teams["team_name"] = teams["source_name"]
-    return teams[
-        [
-            "series_key",
-            "series_name",
-            "club",
-            "club_key",
-            "team_name",
-            "team_key",
-            "sub_team",
-            "from_stats",
-            "source_name",
-        ]
-    ].reset_index(drop=True)
+@lru_cache(maxsize=4096)
+def _parse_time(text: str) -> time | None | bool:
+    if not text.strip():
+        return None
+    try:
+        return datetime.strptime(text.strip(), "%I:%M %p").time()
+    except ValueError:
+        return False
 
 
-def _check_collisions(teams: pd.DataFrame, stats: pd.DataFrame | None, identities, stats_path: Path) -> None:
-    """Two stats rows of one series that resolve to one team would be a guess: refuse them."""
-    if stats is None:
-        return
-    keys = [(identities[(s, t)].series_key, identities[(s, t)].team_key) for s, t in zip(stats.series, stats.team)]
-    seen: dict[tuple[str, str], int] = {}
-    for i, key in enumerate(keys):
-        if key in seen:
-            raise SourceError(
-                f"{stats_path}: record {i}: team '{stats.team[i]}' is the same team as record {seen[key]} "
-                f"('{stats.team[seen[key]]}') in series '{stats.series[i]}'"
-            )
-        seen[key] = i
-
-
-def _schedule_frame(schedule: pd.DataFrame | None, identities, path: Path) -> pd.DataFrame:
-    columns = ["series_key", "match_date", "match_time", "home_key", "away_key", "location"]
-    if schedule is None:
-        return pd.DataFrame(columns=columns)
-    dates = pd.to_datetime(schedule["date"], format="%m/%d/%Y", errors="coerce")
-    if dates.isna().any():
-        i = int(dates.isna().idxmax())
-        raise SourceError(f"{path}: record {i}: field 'date' is {schedule['date'][i]!r}, expected MM/DD/YYYY")
-    times_text = schedule["time"].str.strip()
-    times = pd.to_datetime(times_text, format="%I:%M %p", errors="coerce")
-    bad_time = times.isna() & (times_text != "")
-    if bad_time.any():
-        i = int(bad_time.idxmax())
-        raise SourceError(f"{path}: record {i}: field 'time' is {schedule['time'][i]!r}, expected like '06:30 pm'")
-
-    def key(side: str) -> list[str | None]:
-        return [
-            None if bye else identities[(s, t)].team_key
-            for s, t, bye in zip(schedule.series, schedule[f"{side}_team"], schedule[f"{side}_bye"])
-        ]
-
-    return pd.DataFrame(
-        {
-            "series_key": [series_key(s) for s in schedule.series],
-            "match_date": dates.dt.date,
-            "match_time": [None if pd.isna(t) else t.time() for t in times],
-            "home_key": key("home"),
-            "away_key": key("away"),
-            "location": schedule["location"].map(clean),
-        }
-    )[columns]
-
-
-def _stats_frame(stats: pd.DataFrame | None, identities) -> pd.DataFrame:
-    columns = ["series_key", "team_key", *STATS_NUMBERS.values()]
-    if stats is None:
-        return pd.DataFrame(columns=columns)
-    idents = [identities[(s, t)] for s, t in zip(stats.series, stats.team)]
-    frame = stats[list(STATS_NUMBERS)].rename(columns=STATS_NUMBERS)
-    frame.insert(0, "team_key", [i.team_key for i in idents])
-    frame.insert(0, "series_key", [i.series_key for i in idents])
-    return frame[columns].reset_index(drop=True)
+def _time(text: str, path: Path, i: int, problems: Problems) -> time | None | bool:
+    """The match time, None when empty, False (and a problem) when unreadable."""
+    parsed = _parse_time(text)
+    if parsed is False:
+        problems.add(path, f"is {text!r}, expected like '06:30 pm'", i, "time")
+    return parsed

@@ -1,0 +1,55 @@
+-- The run's stage (league_import.stage): parsed and validated rows, one partition per run.
+-- Templates: {teams}, {schedule}, {stats} are the partitions, {run_id} the run id as a literal
+-- (DDL takes no bound parameters).
+
+-- name: register
+INSERT INTO etl.stages (run_id, suffix) VALUES (%(run_id)s, %(suffix)s)
+ON CONFLICT (run_id) DO UPDATE SET leagues = '{}', created_at = now();
+
+-- name: create_partitions
+CREATE UNLOGGED TABLE IF NOT EXISTS {teams} PARTITION OF etl.stage_teams FOR VALUES IN ({run_id});
+CREATE UNLOGGED TABLE IF NOT EXISTS {schedule} PARTITION OF etl.stage_schedule FOR VALUES IN ({run_id});
+CREATE UNLOGGED TABLE IF NOT EXISTS {stats} PARTITION OF etl.stage_stats FOR VALUES IN ({run_id});
+TRUNCATE {teams}, {schedule}, {stats};
+DELETE FROM etl.source_files WHERE run_id = {run_id};
+
+-- name: add_league
+UPDATE etl.stages SET leagues = array_append(leagues, %(league)s) WHERE run_id = %(run_id)s;
+
+-- name: record_file
+INSERT INTO etl.source_files
+    (run_id, league_code, file_name, path, size_bytes, modified_at, sha256, records, first_date, last_date)
+VALUES (%(run_id)s, %(league)s, %(name)s, %(path)s, %(size)s, %(mtime)s, %(sha256)s, %(records)s,
+        %(first_date)s, %(last_date)s);
+
+-- name: analyze
+ANALYZE {teams}, {schedule}, {stats};
+
+-- name: staged
+SELECT leagues FROM etl.stages WHERE run_id = %(run_id)s;
+
+-- name: ended_stages
+-- Stages of runs that are no longer running (finished, failed, or never recorded).
+SELECT s.run_id, s.suffix FROM etl.stages s
+WHERE s.run_id IS DISTINCT FROM %(keep)s
+  AND NOT EXISTS (SELECT 1 FROM etl.runs r WHERE r.run_id = s.run_id AND r.status = 'running');
+
+-- name: drop_partitions
+DROP TABLE IF EXISTS {teams}, {schedule}, {stats};
+
+-- name: unregister
+DELETE FROM etl.stages WHERE run_id = %(run_id)s;
+
+-- name: forget_files
+DELETE FROM etl.source_files WHERE run_id = %(run_id)s;
+
+-- name: counts
+-- What the files imply per league, for the report and the health check's reconciliation.
+SELECT st.league_code, count(*) AS teams, count(DISTINCT st.series_key) AS series,
+       count(DISTINCT st.club_key) AS clubs,
+       (SELECT count(*) FROM etl.stage_schedule sc WHERE sc.run_id = %(run_id)s AND sc.league_code = st.league_code),
+       (SELECT count(*) FROM etl.stage_stats ss WHERE ss.run_id = %(run_id)s AND ss.league_code = st.league_code)
+FROM etl.stage_teams st
+WHERE st.run_id = %(run_id)s
+GROUP BY st.league_code
+ORDER BY st.league_code;
