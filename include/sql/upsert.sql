@@ -1,190 +1,249 @@
--- Incremental, set-based load of one league, run inside one transaction per league.
--- The staging tables are filled by COPY from league_import.upsert; each statement below is one
--- set-based pass. Unchanged rows are never rewritten (ON CONFLICT ... WHERE ... IS DISTINCT FROM).
+-- Incremental, set-based load of every staged league in one transaction (league_import.upsert).
+-- Rows come from the run's stage (etl.stage_*); each statement is one set-based pass over all
+-- leagues. Writes only what changed: new rows are found by anti-join (no INSERT ... ON CONFLICT,
+-- which takes a sequence value and locks a row for every row it does not write), changed rows
+-- by IS DISTINCT FROM, rows gone from the sources are archived before they are removed.
+-- An unchanged re-import writes no row, locks no row and takes no value from any sequence.
 
--- name: create_staging
-CREATE TEMP TABLE stage_teams (
-    series_key  text NOT NULL,
-    series_name text NOT NULL,
-    club        text NOT NULL,
-    club_key    text NOT NULL,
-    team_name   text NOT NULL,
-    team_key    text NOT NULL,
-    sub_team    text NOT NULL
-) ON COMMIT DROP;
-CREATE TEMP TABLE stage_schedule (
-    series_key text NOT NULL,
-    match_date date NOT NULL,
-    match_time time,
-    home_key   text,
-    away_key   text,
-    location   text
-) ON COMMIT DROP;
-CREATE TEMP TABLE stage_stats (
-    series_key   text NOT NULL,
-    team_key     text NOT NULL,
-    points       integer NOT NULL,
-    matches_won  integer NOT NULL,
-    matches_lost integer NOT NULL,
-    matches_tied integer NOT NULL,
-    lines_won    integer NOT NULL,
-    lines_lost   integer NOT NULL,
-    lines_for    integer NOT NULL,
-    lines_ret    integer NOT NULL,
-    sets_won     integer NOT NULL,
-    sets_lost    integer NOT NULL,
-    games_won    integer NOT NULL,
-    games_lost   integer NOT NULL
-) ON COMMIT DROP;
+-- name: staged_leagues_table
+CREATE TEMP TABLE staged_leagues ON COMMIT DROP AS
+SELECT DISTINCT st.league_code FROM etl.stage_teams st WHERE st.run_id = %(run_id)s;
 
--- name: current_teams
--- The league's known teams by natural key, read before any write for the deactivation guard.
-SELECT s.series_key, t.team_key, t.is_active
-FROM public.teams t
-JOIN public.series s ON s.id = t.series_id
-JOIN public.leagues l ON l.id = t.league_id
-WHERE l.code = %(code)s;
+-- name: insert_leagues
+INSERT INTO public.leagues (code)
+SELECT s.league_code FROM staged_leagues s
+WHERE NOT EXISTS (SELECT 1 FROM public.leagues l WHERE l.code = s.league_code)
+ORDER BY 1;
 
--- name: upsert_league
-WITH inserted AS (
-    INSERT INTO public.leagues (code) VALUES (%(code)s)
-    ON CONFLICT (code) DO NOTHING
-    RETURNING id
-)
-SELECT id FROM inserted
-UNION ALL
-SELECT id FROM public.leagues WHERE code = %(code)s;
-
--- name: upsert_clubs
--- GROUP BY, not DISTINCT ON: a hash aggregate instead of a sort of every staged team.
+-- name: insert_clubs
 INSERT INTO public.clubs (name, name_key)
-SELECT min(club), club_key
-FROM stage_teams
-GROUP BY club_key
-ON CONFLICT (name_key) DO NOTHING;
+SELECT min(st.club), st.club_key
+FROM etl.stage_teams st
+WHERE st.run_id = %(run_id)s
+  AND NOT EXISTS (SELECT 1 FROM public.clubs c WHERE c.name_key = st.club_key)
+GROUP BY st.club_key
+ORDER BY st.club_key;
 
--- name: upsert_series
-INSERT INTO public.series AS s (league_id, name, series_key)
-SELECT %(league_id)s::bigint, min(series_name), series_key
-FROM stage_teams
-GROUP BY series_key
-ON CONFLICT (league_id, series_key) DO UPDATE
-SET name = EXCLUDED.name
-WHERE s.name IS DISTINCT FROM EXCLUDED.name;
+-- name: stage_series
+CREATE TEMP TABLE stage_series ON COMMIT DROP AS
+SELECT l.id AS league_id, st.series_key, min(st.series_label) AS name
+FROM etl.stage_teams st
+JOIN public.leagues l ON l.code = st.league_code
+WHERE st.run_id = %(run_id)s
+GROUP BY l.id, st.series_key;
 
--- name: upsert_teams
--- Counts the teams written: created (new id) or updated (renamed, moved club, reactivated).
-WITH written AS (
-    INSERT INTO public.teams AS t (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
-    SELECT %(league_id)s, c.id, s.id, st.team_name, st.team_key, st.sub_team, true
-    FROM stage_teams st
-    JOIN public.series s ON s.league_id = %(league_id)s AND s.series_key = st.series_key
-    JOIN public.clubs c ON c.name_key = st.club_key
-    ON CONFLICT (league_id, series_id, team_key) DO UPDATE
-    SET team_name = EXCLUDED.team_name,
-        club_id = EXCLUDED.club_id,
-        sub_team = EXCLUDED.sub_team,
-        is_active = true,
-        updated_at = now()
-    WHERE (t.team_name, t.club_id, t.sub_team, t.is_active)
-          IS DISTINCT FROM (EXCLUDED.team_name, EXCLUDED.club_id, EXCLUDED.sub_team, true)
-    RETURNING (xmax = 0) AS created
+-- name: insert_series
+INSERT INTO public.series (league_id, name, series_key)
+SELECT ss.league_id, ss.name, ss.series_key FROM stage_series ss
+WHERE NOT EXISTS (SELECT 1 FROM public.series s WHERE s.league_id = ss.league_id AND s.series_key = ss.series_key)
+ORDER BY 1, 3;
+
+-- name: update_series
+UPDATE public.series s SET name = ss.name
+FROM stage_series ss
+WHERE s.league_id = ss.league_id AND s.series_key = ss.series_key AND s.name IS DISTINCT FROM ss.name;
+
+-- name: resolve_teams
+-- Each staged team's id: the team with its natural key, else the team an alias ties its
+-- spelling to (a merge, a person's decision), else none yet (a new team).
+CREATE TEMP TABLE resolved_teams ON COMMIT DROP AS
+SELECT st.league_code, l.id AS league_id, s.id AS series_id, st.series_key, st.team_key, st.team_name,
+       st.sub_team, c.id AS club_id, st.in_stats, st.in_schedule,
+       t.id AS key_id, a.team_id AS alias_id, coalesce(t.id, a.team_id) AS team_id, false AS created
+FROM etl.stage_teams st
+JOIN public.leagues l ON l.code = st.league_code
+JOIN public.series s ON s.league_id = l.id AND s.series_key = st.series_key
+JOIN public.clubs c ON c.name_key = st.club_key
+LEFT JOIN public.teams t ON t.league_id = l.id AND t.series_id = s.id AND t.team_key = st.team_key
+LEFT JOIN etl.team_aliases a
+       ON a.league_code = st.league_code AND a.series_key = st.series_key AND a.team_key = st.team_key
+      AND EXISTS (SELECT 1 FROM public.teams x WHERE x.id = a.team_id)
+WHERE st.run_id = %(run_id)s;
+
+-- name: alias_conflicts
+-- An alias whose team is also claimed tonight under its own key (both spellings in the files):
+-- the alias yields, the spelling becomes a team of its own and a suspect to review.
+UPDATE resolved_teams r SET team_id = NULL
+WHERE r.key_id IS NULL AND r.alias_id IS NOT NULL
+  AND EXISTS (SELECT 1 FROM resolved_teams o WHERE o.key_id = r.alias_id)
+RETURNING r.league_code, r.series_key, r.team_name, r.alias_id;
+
+-- name: guard
+-- Per staged league: its active teams, and how many no staged team resolves to (read-only).
+SELECT sl.league_code,
+       count(t.id) AS active,
+       count(t.id) FILTER (WHERE NOT EXISTS (SELECT 1 FROM resolved_teams r WHERE r.team_id = t.id)) AS leaving,
+       (SELECT max(sc.match_date) FROM public.schedule sc JOIN public.leagues l2 ON l2.id = sc.league_id
+        WHERE l2.code = sl.league_code) AS last_season_end,
+       (SELECT min(ss.match_date) FROM etl.stage_schedule ss
+        WHERE ss.run_id = %(run_id)s AND ss.league_code = sl.league_code) AS new_schedule_start
+FROM staged_leagues sl
+LEFT JOIN public.leagues l ON l.code = sl.league_code
+LEFT JOIN public.teams t ON t.league_id = l.id AND t.is_active
+GROUP BY sl.league_code
+ORDER BY sl.league_code;
+
+-- name: insert_teams
+WITH inserted AS (
+    INSERT INTO public.teams (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
+    SELECT r.league_id, r.club_id, r.series_id, r.team_name, r.team_key, r.sub_team, true
+    FROM resolved_teams r
+    WHERE r.team_id IS NULL
+    ORDER BY r.league_id, r.series_id, r.team_key
+    RETURNING id, series_id, team_key
 )
-SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated
-FROM written;
+UPDATE resolved_teams r SET team_id = i.id, created = true
+FROM inserted i
+WHERE r.team_id IS NULL AND r.series_id = i.series_id AND r.team_key = i.team_key;
 
--- name: deactivate_missing_teams
+-- name: update_teams
+-- Renamed, moved to another club, reactivated; a team found by alias keeps its own key.
+WITH written AS (
+    UPDATE public.teams t
+    SET team_name = r.team_name, club_id = r.club_id, sub_team = r.sub_team, is_active = true, updated_at = now()
+    FROM resolved_teams r
+    WHERE t.id = r.team_id AND NOT r.created
+      AND (t.team_name, t.club_id, t.sub_team, t.is_active) IS DISTINCT FROM (r.team_name, r.club_id, r.sub_team, true)
+    RETURNING t.league_id
+)
+SELECT league_id, count(*) FROM written GROUP BY league_id;
+
+-- name: deactivate_teams
 -- Teams that left the sources: kept, with their ids, as inactive. Never deleted.
-UPDATE public.teams t
-SET is_active = false, updated_at = now()
-FROM public.series s
-WHERE s.id = t.series_id
-  AND t.league_id = %(league_id)s
-  AND t.is_active
-  AND NOT EXISTS (
-      SELECT 1 FROM stage_teams st
-      WHERE st.series_key = s.series_key AND st.team_key = t.team_key
-  );
+CREATE TEMP TABLE deactivated ON COMMIT DROP AS
+WITH gone AS (
+    UPDATE public.teams t
+    SET is_active = false, updated_at = now()
+    FROM public.leagues l
+    WHERE l.id = t.league_id AND t.is_active
+      AND l.code IN (SELECT league_code FROM staged_leagues)
+      AND NOT EXISTS (SELECT 1 FROM resolved_teams r WHERE r.team_id = t.id)
+    RETURNING t.id, t.league_id, t.series_id
+)
+SELECT * FROM gone;
+
+-- name: team_counts
+SELECT league_id, league_code, count(*) AS in_sources, count(*) FILTER (WHERE created) AS created,
+       count(*) FILTER (WHERE alias_id IS NOT NULL AND key_id IS NULL AND NOT created) AS by_alias,
+       (SELECT count(*) FROM deactivated d WHERE d.league_id = r.league_id) AS deactivated
+FROM resolved_teams r
+GROUP BY league_id, league_code;
 
 -- name: resolve_schedule
--- Team ids through the same canonical key; a BYE side has no key and stays NULL.
 CREATE TEMP TABLE resolved_schedule ON COMMIT DROP AS
-SELECT s.id AS series_id, ss.match_date, ss.match_time,
-       h.id AS home_team_id, a.id AS away_team_id, ss.location,
-       ss.home_key, ss.away_key
-FROM stage_schedule ss
-JOIN public.series s ON s.league_id = %(league_id)s AND s.series_key = ss.series_key
-LEFT JOIN public.teams h ON h.series_id = s.id AND h.team_key = ss.home_key
-LEFT JOIN public.teams a ON a.series_id = s.id AND a.team_key = ss.away_key;
+SELECT l.id AS league_id, s.id AS series_id, ss.match_date, ss.match_time,
+       h.team_id AS home_team_id, a.team_id AS away_team_id, ss.location, ss.home_key, ss.away_key
+FROM etl.stage_schedule ss
+JOIN public.leagues l ON l.code = ss.league_code
+JOIN public.series s ON s.league_id = l.id AND s.series_key = ss.series_key
+LEFT JOIN resolved_teams h ON h.league_code = ss.league_code AND h.series_key = ss.series_key AND h.team_key = ss.home_key
+LEFT JOIN resolved_teams a ON a.league_code = ss.league_code AND a.series_key = ss.series_key AND a.team_key = ss.away_key
+WHERE ss.run_id = %(run_id)s;
+
+-- name: analyze_schedule
+ANALYZE resolved_schedule;
 
 -- name: unresolved_schedule
 SELECT count(*) FROM resolved_schedule
-WHERE (home_key IS NOT NULL AND home_team_id IS NULL)
-   OR (away_key IS NOT NULL AND away_team_id IS NULL);
+WHERE (home_key IS NOT NULL AND home_team_id IS NULL) OR (away_key IS NOT NULL AND away_team_id IS NULL);
 
--- name: delete_stale_schedule
-DELETE FROM public.schedule sc
-WHERE sc.league_id = %(league_id)s
-  AND NOT EXISTS (
-      SELECT 1 FROM resolved_schedule r
-      WHERE r.series_id = sc.series_id
-        AND r.match_date = sc.match_date
-        AND coalesce(r.home_team_id, 0) = coalesce(sc.home_team_id, 0)
-        AND coalesce(r.away_team_id, 0) = coalesce(sc.away_team_id, 0)
-  );
-
--- name: upsert_schedule
-WITH written AS (
-    INSERT INTO public.schedule AS sc
-        (league_id, series_id, match_date, match_time, home_team_id, away_team_id, location)
-    SELECT %(league_id)s, series_id, match_date, match_time, home_team_id, away_team_id, location
-    FROM resolved_schedule
-    ON CONFLICT (league_id, series_id, match_date, home_team_id, away_team_id) DO UPDATE
-    SET match_time = EXCLUDED.match_time, location = EXCLUDED.location
-    WHERE (sc.match_time, sc.location) IS DISTINCT FROM (EXCLUDED.match_time, EXCLUDED.location)
-    RETURNING (xmax = 0) AS created
+-- name: schedule_gone
+-- Matches of a staged league that the sources no longer list (alias t, for the archive).
+t.league_id IN (SELECT l.id FROM public.leagues l JOIN staged_leagues s ON s.league_code = l.code)
+AND NOT EXISTS (
+    SELECT 1 FROM resolved_schedule r
+    WHERE r.league_id = t.league_id AND r.series_id = t.series_id AND r.match_date = t.match_date
+      AND coalesce(r.home_team_id, 0) = coalesce(t.home_team_id, 0)
+      AND coalesce(r.away_team_id, 0) = coalesce(t.away_team_id, 0)
 )
-SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated
-FROM written;
+
+-- name: delete_schedule
+WITH gone AS (DELETE FROM public.schedule t WHERE {predicate} RETURNING t.league_id)
+SELECT league_id, count(*) FROM gone GROUP BY league_id;
+
+-- name: insert_schedule
+WITH written AS (
+    INSERT INTO public.schedule (league_id, series_id, match_date, match_time, home_team_id, away_team_id, location)
+    SELECT r.league_id, r.series_id, r.match_date, r.match_time, r.home_team_id, r.away_team_id, r.location
+    FROM resolved_schedule r
+    WHERE NOT EXISTS (
+        SELECT 1 FROM public.schedule t
+        WHERE t.league_id = r.league_id AND t.series_id = r.series_id AND t.match_date = r.match_date
+          AND coalesce(t.home_team_id, 0) = coalesce(r.home_team_id, 0)
+          AND coalesce(t.away_team_id, 0) = coalesce(r.away_team_id, 0)
+    )
+    ORDER BY r.league_id, r.match_date, r.series_id
+    RETURNING league_id
+)
+SELECT league_id, count(*) FROM written GROUP BY league_id;
+
+-- name: update_schedule
+WITH written AS (
+    UPDATE public.schedule t
+    SET match_time = r.match_time, location = r.location
+    FROM resolved_schedule r
+    WHERE t.league_id = r.league_id AND t.series_id = r.series_id AND t.match_date = r.match_date
+      AND coalesce(t.home_team_id, 0) = coalesce(r.home_team_id, 0)
+      AND coalesce(t.away_team_id, 0) = coalesce(r.away_team_id, 0)
+      AND (t.match_time, t.location) IS DISTINCT FROM (r.match_time, r.location)
+    RETURNING t.league_id
+)
+SELECT league_id, count(*) FROM written GROUP BY league_id;
 
 -- name: resolve_stats
 CREATE TEMP TABLE resolved_stats ON COMMIT DROP AS
-SELECT s.id AS series_id, t.id AS team_id, st.*
-FROM stage_stats st
-JOIN public.series s ON s.league_id = %(league_id)s AND s.series_key = st.series_key
-JOIN public.teams t ON t.series_id = s.id AND t.team_key = st.team_key;
+SELECT r.league_id, r.series_id, r.team_id, st.points, st.matches_won, st.matches_lost, st.matches_tied,
+       st.lines_won, st.lines_lost, st.lines_for, st.lines_ret, st.sets_won, st.sets_lost,
+       st.games_won, st.games_lost
+FROM etl.stage_stats st
+JOIN resolved_teams r ON r.league_code = st.league_code AND r.series_key = st.series_key AND r.team_key = st.team_key
+WHERE st.run_id = %(run_id)s;
 
--- name: delete_stale_stats
-DELETE FROM public.series_stats ss
-WHERE ss.league_id = %(league_id)s
-  AND NOT EXISTS (
-      SELECT 1 FROM resolved_stats r
-      WHERE r.series_id = ss.series_id AND r.team_id = ss.team_id
-  );
+-- name: analyze_stats
+ANALYZE resolved_stats;
 
--- name: upsert_stats
-WITH written AS (
-    INSERT INTO public.series_stats AS ss
-        (league_id, series_id, team_id, points, matches_won, matches_lost, matches_tied,
-         lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost)
-    SELECT %(league_id)s, series_id, team_id, points, matches_won, matches_lost, matches_tied,
-           lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost
-    FROM resolved_stats
-    ON CONFLICT (league_id, series_id, team_id) DO UPDATE
-    SET points = EXCLUDED.points,
-        matches_won = EXCLUDED.matches_won, matches_lost = EXCLUDED.matches_lost,
-        matches_tied = EXCLUDED.matches_tied,
-        lines_won = EXCLUDED.lines_won, lines_lost = EXCLUDED.lines_lost,
-        lines_for = EXCLUDED.lines_for, lines_ret = EXCLUDED.lines_ret,
-        sets_won = EXCLUDED.sets_won, sets_lost = EXCLUDED.sets_lost,
-        games_won = EXCLUDED.games_won, games_lost = EXCLUDED.games_lost
-    WHERE (ss.points, ss.matches_won, ss.matches_lost, ss.matches_tied, ss.lines_won, ss.lines_lost,
-           ss.lines_for, ss.lines_ret, ss.sets_won, ss.sets_lost, ss.games_won, ss.games_lost)
-          IS DISTINCT FROM
-          (EXCLUDED.points, EXCLUDED.matches_won, EXCLUDED.matches_lost, EXCLUDED.matches_tied,
-           EXCLUDED.lines_won, EXCLUDED.lines_lost, EXCLUDED.lines_for, EXCLUDED.lines_ret,
-           EXCLUDED.sets_won, EXCLUDED.sets_lost, EXCLUDED.games_won, EXCLUDED.games_lost)
-    RETURNING (xmax = 0) AS created
+-- name: stats_gone
+t.league_id IN (SELECT l.id FROM public.leagues l JOIN staged_leagues s ON s.league_code = l.code)
+AND NOT EXISTS (
+    SELECT 1 FROM resolved_stats r
+    WHERE r.league_id = t.league_id AND r.series_id = t.series_id AND r.team_id = t.team_id
 )
-SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated
-FROM written;
+
+-- name: delete_stats
+WITH gone AS (DELETE FROM public.series_stats t WHERE {predicate} RETURNING t.league_id)
+SELECT league_id, count(*) FROM gone GROUP BY league_id;
+
+-- name: insert_stats
+WITH written AS (
+INSERT INTO public.series_stats
+    (league_id, series_id, team_id, points, matches_won, matches_lost, matches_tied,
+     lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost)
+SELECT r.league_id, r.series_id, r.team_id, r.points, r.matches_won, r.matches_lost, r.matches_tied,
+       r.lines_won, r.lines_lost, r.lines_for, r.lines_ret, r.sets_won, r.sets_lost, r.games_won, r.games_lost
+FROM resolved_stats r
+WHERE NOT EXISTS (
+    SELECT 1 FROM public.series_stats t
+    WHERE t.league_id = r.league_id AND t.series_id = r.series_id AND t.team_id = r.team_id
+)
+ORDER BY r.league_id, r.series_id, r.team_id
+RETURNING league_id
+)
+SELECT league_id, count(*) FROM written GROUP BY league_id;
+
+-- name: update_stats
+WITH written AS (
+UPDATE public.series_stats t
+SET points = r.points, matches_won = r.matches_won, matches_lost = r.matches_lost,
+    matches_tied = r.matches_tied, lines_won = r.lines_won, lines_lost = r.lines_lost,
+    lines_for = r.lines_for, lines_ret = r.lines_ret, sets_won = r.sets_won, sets_lost = r.sets_lost,
+    games_won = r.games_won, games_lost = r.games_lost
+FROM resolved_stats r
+WHERE t.league_id = r.league_id AND t.series_id = r.series_id AND t.team_id = r.team_id
+  AND (t.points, t.matches_won, t.matches_lost, t.matches_tied, t.lines_won, t.lines_lost,
+       t.lines_for, t.lines_ret, t.sets_won, t.sets_lost, t.games_won, t.games_lost)
+      IS DISTINCT FROM
+      (r.points, r.matches_won, r.matches_lost, r.matches_tied, r.lines_won, r.lines_lost,
+       r.lines_for, r.lines_ret, r.sets_won, r.sets_lost, r.games_won, r.games_lost)
+RETURNING t.league_id
+)
+SELECT league_id, count(*) FROM written GROUP BY league_id;

@@ -46,6 +46,8 @@ class Reference:
 
 USER_TABLES = ("users", "team_memberships", "polls", "captain_messages", "practice_times")
 ETL_TABLES = ("leagues", "clubs", "series", "teams", "schedule", "series_stats")
+# Columns that name or reach a person: never written to a report or a log (samples show a digest).
+PERSONAL_COLUMNS = {"users": ("email", "first_name", "last_name")}
 
 
 @dataclass(frozen=True)
@@ -111,3 +113,7 @@ REFERENCES: tuple[Reference, ...] = (
 
 def natural_key(table: str) -> NaturalKey | None:
     return next((k for k in NATURAL_KEYS if k.table == table), None)
+
+
+def is_personal(table: str, column: str) -> bool:
+    return column in PERSONAL_COLUMNS.get(table, ())

@@ -1,115 +1,136 @@
-"""Incremental team upsert: stage by COPY, then one set-based statement per table.
+"""Incremental team upsert from the run's stage: ids preserved, only what changed is written.
 
-Team ids survive because teams are matched on their natural key (league, series, team_key),
-never re-created; teams that leave the sources are deactivated, never deleted. Each league is
-one transaction, so a retry after a failure starts from a clean state.
+One transaction for every staged league (all or nothing): re-key when the identity rules
+changed, resolve each staged team to its id (natural key, else alias), check the deactivation
+guard before any write, then insert the new rows, update the changed ones, deactivate the teams
+that left (never deleted), archive and remove the matches and stats rows that left, and record
+suspected renames. A re-import of unchanged files writes no row, locks no row and takes no value
+from any sequence.
 """
 
 from __future__ import annotations
 
-import pandas as pd
+from functools import partial
+
 import psycopg
-from psycopg import sql
+from psycopg import Rollback, sql
 
+from league_import import renames
+from league_import.archive import archive_rows
 from league_import.constraints import keys_for_dry_run
-from league_import.sources import STATS_NUMBERS, LeagueSource, SourceError
-from league_import.sql import statements
+from league_import.errors import CountMismatchError, GuardError, SourceError, TerminalError
+from league_import.history import rekey_teams
+from league_import.sql import run, statements
 
-TEAM_COLUMNS = ("series_key", "series_name", "club", "club_key", "team_name", "team_key", "sub_team")
-SCHEDULE_COLUMNS = ("series_key", "match_date", "match_time", "home_key", "away_key", "location")
-STATS_COLUMNS = ("series_key", "team_key", *STATS_NUMBERS.values())
-
-
-class DeactivationGuardError(RuntimeError):
-    """A run would deactivate more of a league's teams than max_deactivation_ratio allows."""
+_run = partial(run, "upsert")
 
 
-def check_deactivation_guard(conn: psycopg.Connection, leagues: list[LeagueSource], max_ratio: float) -> dict:
-    """Fail before any write when a league would lose too many active teams.
+def _per_league(rows) -> dict[int, int]:
+    return {league_id: count for league_id, count in rows}
 
-    Read-only: compares the league's active natural keys with the incoming ones.
+
+def guard(cur: psycopg.Cursor, run_id: str, max_ratio: float) -> dict[str, dict]:
+    """Per league: active teams, how many would leave, and whether the schedule is a new season.
+
+    Raises GuardError, naming the param to raise, when a league would deactivate more than
+    `max_ratio` of its active teams. Read-only.
     """
     if not 0 <= max_ratio <= 1:
         raise SourceError(f"param max_deactivation_ratio: {max_ratio} is not between 0 and 1")
     plans = {}
-    query = statements("upsert")["current_teams"]
-    for league in leagues:
-        incoming = set(zip(league.teams.series_key, league.teams.team_key))
-        with conn.cursor() as cur:
-            known = cur.execute(query, {"code": league.code}).fetchall()
-        conn.rollback()
-        active = {(s, t) for s, t, is_active in known if is_active}
-        leaving = len(active - incoming)
-        plans[league.code] = {"active_before": len(active), "to_deactivate": leaving}
-        if active and leaving / len(active) > max_ratio:
-            raise DeactivationGuardError(
-                f"league {league.code}: this run would deactivate {leaving} of {len(active)} active teams "
-                f"({leaving / len(active):.0%}), more than max_deactivation_ratio={max_ratio}. "
-                "Nothing was written. If this is expected (a new season), trigger again with the param "
+    for code, active, leaving, last_end, new_start in _run(cur, "guard", {"run_id": run_id}).fetchall():
+        season_change = bool(last_end and new_start and new_start > last_end)
+        plans[code] = {
+            "active_before": active,
+            "to_deactivate": leaving,
+            "season_change": season_change,
+            **({"last_season_end": str(last_end), "new_schedule_start": str(new_start)} if season_change else {}),
+        }
+        if active and leaving / active > max_ratio:
+            season = (
+                f" The schedule starts on {new_start}, after the last imported season ended on {last_end}: this "
+                "looks like a new season, where clubs that move series are different teams."
+                if season_change
+                else ""
+            )
+            raise GuardError(
+                f"league {code}: this run would deactivate {leaving} of {active} active teams "
+                f"({leaving / active:.0%}), more than max_deactivation_ratio={max_ratio}.{season} Nothing was "
+                "written. If this is expected (a new season), trigger again with the param "
                 "max_deactivation_ratio raised (1.0 allows any share)."
             )
     return plans
 
 
-def load_league(conn: psycopg.Connection, league: LeagueSource, *, dry_run: bool = False) -> dict:
-    """Upsert one league's teams, schedule and stats in one transaction; returns its counts."""
-    q = statements("upsert")
+def upsert_teams(conn: psycopg.Connection, run_id: str, *, max_ratio: float, dry_run: bool = False) -> dict:
+    """Load every staged league of this run in one transaction; returns the counts per league."""
     with conn.transaction() as tx, conn.cursor() as cur:
         if dry_run:
             keys_for_dry_run(conn)
-        cur.execute(q["create_staging"])
-        copy_frame(cur, "stage_teams", league.teams, TEAM_COLUMNS)
-        copy_frame(cur, "stage_schedule", league.schedule, SCHEDULE_COLUMNS)
-        copy_frame(cur, "stage_stats", league.stats, STATS_COLUMNS)
+        rekeyed = rekey_teams(cur, run_id)
+        _run(cur, "staged_leagues_table", {"run_id": run_id})
+        args = {"run_id": run_id}
+        clubs = _run(cur, "insert_clubs", args).rowcount
+        leagues = _run(cur, "insert_leagues").rowcount
+        _run(cur, "stage_series", args)
+        series_created = _run(cur, "insert_series").rowcount
+        series_renamed = _run(cur, "update_series").rowcount
+        _run(cur, "resolve_teams", args)
+        conflicts = _run(cur, "alias_conflicts").fetchall()
+        plans = guard(cur, run_id, max_ratio)
 
-        league_id = cur.execute(q["upsert_league"], {"code": league.code}).fetchone()[0]
-        args = {"league_id": league_id}
-        clubs_created = cur.execute(q["upsert_clubs"]).rowcount
-        series_written = cur.execute(q["upsert_series"], args).rowcount
-        created, updated = cur.execute(q["upsert_teams"], args).fetchone()
-        deactivated = cur.execute(q["deactivate_missing_teams"], args).rowcount
+        _run(cur, "insert_teams")
+        updated = _per_league(_run(cur, "update_teams").fetchall())
+        _run(cur, "deactivate_teams")
+        counts = _run(cur, "team_counts").fetchall()
 
-        cur.execute(q["resolve_schedule"], args)
-        unresolved = cur.execute(q["unresolved_schedule"]).fetchone()[0]
-        if unresolved:
-            raise RuntimeError(f"league {league.code}: {unresolved} schedule rows name a team that was not staged")
-        schedule_deleted = cur.execute(q["delete_stale_schedule"], args).rowcount
-        schedule_created, schedule_updated = cur.execute(q["upsert_schedule"], args).fetchone()
-        cur.execute(q["resolve_stats"], args)
-        stats_deleted = cur.execute(q["delete_stale_stats"], args).rowcount
-        stats_created, stats_updated = cur.execute(q["upsert_stats"], args).fetchone()
+        _run(cur, "resolve_schedule", args)
+        _run(cur, "analyze_schedule")
+        unresolved = _run(cur, "unresolved_schedule").fetchone()[0]
+        if unresolved:  # the stage is validated: this is a bug, not bad input
+            raise TerminalError(f"{unresolved} staged matches name a team that was not staged")
+        schedule = _write(cur, "schedule", run_id)
+        _run(cur, "resolve_stats", args)
+        _run(cur, "analyze_stats")
+        stats = _write(cur, "stats", run_id)
+        suspects = renames.detect(cur, run_id)
 
-        report = {
-            "league_id": league_id,
-            "teams_in_sources": len(league.teams),
-            "teams_created": created,
-            "teams_updated": updated,
-            "teams_unchanged": len(league.teams) - created - updated,
-            "teams_deactivated": deactivated,
-            "clubs_created": clubs_created,
-            "series_written": series_written,
-            "schedule_rows": len(league.schedule),
-            "schedule_created": schedule_created,
-            "schedule_updated": schedule_updated,
-            "schedule_deleted": schedule_deleted,
-            "stats_rows": len(league.stats),
-            "stats_written": stats_created + stats_updated,
-            "stats_deleted": stats_deleted,
-            **league.counts,
-        }
+        report: dict = {"dry_run": dry_run, "leagues": {}, "clubs_created": clubs, "leagues_created": leagues}
+        report["series_created"], report["series_renamed"] = series_created, series_renamed
+        for league_id, code, in_sources, created, by_alias, deactivated in counts:
+            report["leagues"][code] = {
+                **plans.get(code, {}),
+                "league_id": league_id,
+                "teams_in_sources": in_sources,
+                "teams_created": created,
+                "teams_updated": updated.get(league_id, 0),
+                "teams_unchanged": in_sources - created - updated.get(league_id, 0),
+                "teams_by_alias": by_alias,
+                "teams_deactivated": deactivated,
+                **{f"schedule_{k}": v.get(league_id, 0) for k, v in schedule.items()},
+                **{f"stats_{k}": v.get(league_id, 0) for k, v in stats.items()},
+            }
+        report["alias_conflicts"] = [
+            {"league": c[0], "series": c[1], "spelling": c[2], "alias_team_id": c[3]} for c in conflicts
+        ]
+        report["suspected_renames"] = suspects
+        if rekeyed:
+            report["rekey"] = rekeyed
         if dry_run:
-            raise psycopg.Rollback(tx)
+            raise Rollback(tx)
     return report
 
 
-def copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
-    """COPY a frame into a table; rows go as Python values, so None is NULL and '' stays ''."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
-    # Column by column: Python values with None for every missing one (pandas would send NaN).
-    values = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in columns]
-    rows = zip(*values)
-    with cur.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
+def _write(cur: psycopg.Cursor, table: str, run_id: str) -> dict[str, dict[int, int]]:
+    """Archive and remove the rows that left the sources, insert the new, update the changed."""
+    live = "schedule" if table == "schedule" else "series_stats"
+    predicate = sql.SQL(statements("upsert")[f"{table}_gone"])
+    archived = archive_rows(cur, live, predicate, {}, run_id, "left_sources")
+    deleted = _per_league(_run(cur, f"delete_{table}", predicate=predicate).fetchall())
+    if archived != sum(deleted.values()):
+        raise CountMismatchError(f"{live}: {sum(deleted.values())} rows left the sources but {archived} archived")
+    return {
+        "deleted": deleted,
+        "created": _per_league(_run(cur, f"insert_{table}").fetchall()),
+        "updated": _per_league(_run(cur, f"update_{table}").fetchall()),
+    }

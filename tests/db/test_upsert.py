@@ -1,163 +1,399 @@
-"""The incremental upsert against a real PostgreSQL: ids preserved, nothing rewritten needlessly."""
+"""The incremental upsert against a real PostgreSQL: ids kept, only what changed written, all or nothing.
+
+Users' rows point at team ids, and the app reads the league tables while the import runs: an id
+must survive every import, an unchanged night must not touch a row, and a failed night must
+leave the database as it found it.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+from datetime import date
+
+import psycopg
 import pytest
-from helpers import DEMO_DATA, LEAGUE, copy_demo, read, snapshot, team_ids, write
+from helpers import DATA_TABLES, FRESH_DEMO, LEAGUE, archived, copy_demo, one, q, read, snapshot, team_ids, write
 
-from league_import.constraints import check_constraints
+from league_import import history, steps
+from league_import.errors import GuardError, SourceError
+from league_import.identity import parse_label
+from league_import.runs import finish_run
 from league_import.schema import ensure_schema
-from league_import.sources import SCHEDULE_FILE, STATS_FILE, SourceError, read_leagues
-from league_import.upsert import DeactivationGuardError, check_deactivation_guard, load_league
+from league_import.sources import SCHEDULE_FILE, STATS_FILE
 
 
-def run_import(conn, source_dir=DEMO_DATA, ratio=0.2, dry_run=False) -> dict:
-    """What upsert_teams does: read everything, guard, then one transaction per league."""
+@pytest.fixture
+def db(conn):
     ensure_schema(conn)
-    check_constraints(conn)
-    leagues = read_leagues(source_dir, [])
-    check_deactivation_guard(conn, leagues, ratio)
-    return {lg.code: load_league(conn, lg, dry_run=dry_run) for lg in leagues}
+    return conn
 
 
-def scalar(conn, query, *args):
-    value = conn.execute(query, args).fetchone()[0]
-    conn.rollback()
-    return value
+def load(conn, run_id, source=FRESH_DEMO, ratio=0.2, dry_run=False) -> dict:
+    """validate_constraints then upsert_teams, as the DAG runs them; the run closed after."""
+    steps.validate(conn, run_id, source_dir=str(source), leagues=[], dry_run=dry_run)
+    report = steps.upsert(conn, run_id, max_ratio=ratio, dry_run=dry_run)
+    finish_run(conn, run_id, "success")
+    return report
 
 
-def test_first_import_of_the_real_season(conn):
-    report = run_import(conn)[LEAGUE]
-    assert report["teams_created"] == 537 and report["teams_deactivated"] == 0
-    assert scalar(conn, "SELECT count(*) FROM teams WHERE is_active") == 537
-    assert scalar(conn, "SELECT count(*) FROM series") == 53
-    assert scalar(conn, "SELECT count(*) FROM schedule") == 4931
-    assert scalar(conn, "SELECT count(*) FROM series_stats") == 537
-    missing = "SELECT count(*) FROM schedule WHERE location <> 'BYE' AND (home_team_id IS NULL OR away_team_id IS NULL)"
-    assert scalar(conn, missing) == 0
-    assert scalar(conn, "SELECT count(*) FROM schedule WHERE location = 'BYE' AND away_team_id IS NOT NULL") == 2
-    # Every schedule row's teams play in the row's series.
-    wrong = """SELECT count(*) FROM schedule sc JOIN teams h ON h.id = sc.home_team_id
-               JOIN teams a ON a.id = sc.away_team_id
-               WHERE h.series_id <> sc.series_id OR a.series_id <> sc.series_id"""
-    assert scalar(conn, wrong) == 0
+def xmins(conn) -> dict[str, dict[int, str]]:
+    """Every row's xmin, per table: any write to a row (even of equal values) changes it."""
+    return {t: dict(q(conn, f"SELECT id, xmin::text FROM {t}")) for t in DATA_TABLES}
 
 
-def test_clubs_and_spellings(conn):
-    run_import(conn)
-    club = """SELECT c.name FROM teams t JOIN clubs c ON c.id = t.club_id WHERE t.team_name = %s"""
-    assert scalar(conn, club, "Hinsdale PC II - 9 SW") == "Hinsdale PC"
-    assert scalar(conn, club, "Glenbrook RC 1") == "Glenbrook RC"
-    wilmette = "SELECT count(DISTINCT t.id) FROM teams t WHERE t.team_name IN ('Wilmette PD I 11', 'Wilmette PD II 11')"
-    assert scalar(conn, wilmette) == 2
-    # The schedule's "Butterfield 15 SW" is the stats' "Butterfield - 15 SW": one team, one id.
-    butterfield = """SELECT count(DISTINCT id) FROM (
-        SELECT home_team_id AS id FROM schedule sc JOIN series s ON s.id = sc.series_id
-        WHERE s.series_key = '15 SW' AND home_team_id IN (SELECT id FROM teams WHERE club_id =
-              (SELECT id FROM clubs WHERE name = 'Butterfield'))) x"""
-    assert scalar(conn, butterfield) == 1
+def sequences(conn) -> dict[str, tuple]:
+    out = {}
+    for table in DATA_TABLES:
+        name = one(conn, "SELECT pg_get_serial_sequence(%s, 'id')", f"public.{table}")
+        out[table] = q(conn, f"SELECT last_value, is_called FROM {name}")[0]
+    return out
 
 
-def test_second_run_keeps_every_id_and_rewrites_nothing(conn):
-    run_import(conn)
-    before = snapshot(conn)
-    xmins = conn.execute("SELECT array_agg(xmin::text ORDER BY id) FROM teams").fetchone()[0]
-    conn.rollback()
-    report = run_import(conn)[LEAGUE]
-    assert report["teams_created"] == 0 and report["teams_updated"] == 0 and report["teams_unchanged"] == 537
-    assert report["schedule_created"] == report["schedule_updated"] == report["schedule_deleted"] == 0
-    assert report["stats_written"] == report["stats_deleted"] == 0
-    assert snapshot(conn) == before
-    assert conn.execute("SELECT array_agg(xmin::text ORDER BY id) FROM teams").fetchone()[0] == xmins
+def schedule_rows(conn) -> dict[tuple, tuple]:
+    """(series, date, home, away) -> (id, time, location)."""
+    rows = q(
+        conn,
+        "SELECT series_id, match_date, home_team_id, away_team_id, id, match_time, location FROM schedule",
+    )
+    return {r[:4]: r[4:] for r in rows}
 
 
-def new_season(tmp_path):
-    """The next season: two teams move series, three leave, one joins, one changes spelling."""
-    src = copy_demo(tmp_path)
+def stats_ids(conn) -> dict[int, int]:
+    return dict(q(conn, "SELECT team_id, id FROM series_stats"))
+
+
+def team_id(conn, series_key, team_key) -> int:
+    return team_ids(conn)[(series_key, team_key)]
+
+
+def drop_series(src, share: float) -> int:
+    """Remove whole series from both files until more than `share` of the teams are gone;
+    returns how many teams left."""
     stats, schedule = read(src, STATS_FILE), read(src, SCHEDULE_FILE)
-    leaving = {"Winnetka 1", "Skokie 11", "Glen View 1"}
-    moved = {"Birchwood 11": ("Series 3", "Birchwood 3"), "Tennaqua 11": ("Series 12", "Tennaqua 12")}
-    gone = leaving | set(moved)
-    stats = [r for r in stats if r["team"] not in leaving]
+    sizes: dict[str, int] = {}
     for r in stats:
-        if r["team"] in moved:
-            r["series"], r["team"] = moved[r["team"]]
-        if r["team"] == "Butterfield - 15 SW":  # same team, the schedule's spelling now
-            r["series"], r["team"] = "Series 15 SW", "Butterfield 15 SW"
-    stats.append(dict(stats[0], series="Series 2", team="Midlothian 2"))
-    schedule = [r for r in schedule if r["home_team"] not in gone and r["away_team"] not in gone]
-    write(src, STATS_FILE, stats)
+        key = parse_label(r["series"]).key
+        sizes[key] = sizes.get(key, 0) + 1
+    gone, leaving = set(), 0
+    for key, size in sorted(sizes.items()):
+        if leaving > share * len(stats):
+            break
+        gone.add(key)
+        leaving += size
+    write(src, STATS_FILE, [r for r in stats if parse_label(r["series"]).key not in gone])
+    write(src, SCHEDULE_FILE, [r for r in schedule if parse_label(r["series"]).key not in gone])
+    return leaving
+
+
+def next_year(src) -> None:
+    """Every match a year later: the schedule starts after the last imported one ended."""
+    schedule = read(src, SCHEDULE_FILE)
+    for r in schedule:
+        month, day, year = r["date"].split("/")
+        r["date"] = f"{month}/{day}/{int(year) + 1}"
     write(src, SCHEDULE_FILE, schedule)
-    return src
 
 
-def test_season_change_keeps_persisting_ids(conn, tmp_path):
-    run_import(conn)
-    before = team_ids(conn)
-    report = run_import(conn, new_season(tmp_path))[LEAGUE]
-    after = team_ids(conn)
-    assert report["teams_created"] == 3  # Birchwood 3, Tennaqua 12, Midlothian 2
-    assert report["teams_deactivated"] == 5  # three left, two moved away from their series
-    for key, team_id in before.items():
-        assert after[key] == team_id  # nothing re-keyed, nothing deleted
-    assert scalar(conn, "SELECT is_active FROM teams WHERE team_name = 'Winnetka 1'") is False
-    assert scalar(conn, "SELECT is_active FROM teams WHERE team_name = 'Birchwood 3'") is True
-    assert scalar(conn, "SELECT count(*) FROM teams") == 540
-    assert scalar(conn, "SELECT count(*) FROM teams WHERE is_active") == 535
-    butterfield = before[("15 SW", "butterfield")]
-    assert scalar(conn, "SELECT team_name FROM teams WHERE id = %s", butterfield) == "Butterfield 15 SW"
-    # Stats follow the teams; the departed teams' rows are gone from the ETL-owned table.
-    assert scalar(conn, "SELECT count(*) FROM series_stats") == 535
+def test_first_import_of_the_real_season(db):
+    report = load(db, "night-1")
+    league = report["leagues"][LEAGUE]
+    assert (league["teams_created"], league["teams_deactivated"], league["teams_in_sources"]) == (537, 0, 537)
+    assert (league["schedule_created"], league["stats_created"]) == (4931, 537)
+    assert (report["leagues_created"], report["series_created"], report["clubs_created"]) == (1, 53, 55)
+    assert one(db, "SELECT count(*) FROM teams WHERE is_active") == 537
+    assert one(db, "SELECT count(*) FROM teams") == 537
+    assert one(db, "SELECT count(*) FROM series") == 53
+    assert one(db, "SELECT count(*) FROM schedule") == 4931
+    assert one(db, "SELECT count(*) FROM series_stats") == 537
+    # The two BYE rows keep their empty side NULL; every other match has both teams.
+    one_sided = """SELECT location, home_team_id IS NULL, away_team_id IS NULL FROM schedule
+                   WHERE home_team_id IS NULL OR away_team_id IS NULL"""
+    assert q(db, one_sided) == [("BYE", True, False)] * 2
+    wrong_series = """SELECT count(*) FROM schedule sc
+                      LEFT JOIN teams h ON h.id = sc.home_team_id LEFT JOIN teams a ON a.id = sc.away_team_id
+                      WHERE h.series_id <> sc.series_id OR a.series_id <> sc.series_id
+                         OR (sc.home_team_id IS NOT NULL AND h.id IS NULL)
+                         OR (sc.away_team_id IS NOT NULL AND a.id IS NULL)"""
+    assert one(db, wrong_series) == 0
+    glenbrook = team_id(db, "1", "glenbrookrc")
+    assert q(db, "SELECT points, matches_won, games_lost FROM series_stats WHERE team_id = %s", glenbrook) == [
+        (147, 14, 667)
+    ]
+    # The stats file's spelling names the team; the schedule's "Butterfield 15 SW" is the same team.
+    butterfield = team_id(db, "15 SW", "butterfield")
+    assert one(db, "SELECT team_name FROM teams WHERE id = %s", butterfield) == "Butterfield - 15 SW"
+    assert one(db, "SELECT count(*) FROM schedule WHERE %s IN (home_team_id, away_team_id)", butterfield) > 0
 
 
-def test_returning_team_is_reactivated_under_its_old_id(conn, tmp_path):
-    run_import(conn)
-    old = team_ids(conn)[("1", "winnetka")]
-    run_import(conn, new_season(tmp_path))
-    report = run_import(conn)[LEAGUE]  # the original season again
-    assert report["teams_created"] == 0
-    assert scalar(conn, "SELECT is_active FROM teams WHERE id = %s", old) is True
-    assert scalar(conn, "SELECT count(*) FROM teams WHERE is_active") == 537
+def test_an_unchanged_night_writes_no_row_and_takes_no_sequence_value(db):
+    load(db, "night-1")
+    rows, seqs, content = xmins(db), sequences(db), snapshot(db)
+    report = load(db, "night-2")
+    league = report["leagues"][LEAGUE]
+    assert league["teams_unchanged"] == 537
+    written = {k: v for k, v in league.items() if k.endswith(("_created", "_updated", "_deleted", "_deactivated"))}
+    assert set(written.values()) == {0}, written
+    assert (report["clubs_created"], report["series_created"], report["series_renamed"]) == (0, 0, 0)
+    assert league["season_change"] is False
+    assert snapshot(db) == content
+    after = xmins(db)
+    for table in DATA_TABLES:
+        assert after[table] == rows[table], f"{table}: rows were rewritten"
+    assert sequences(db) == seqs
 
 
-def test_guard_fails_before_any_write(conn, tmp_path):
-    run_import(conn)
+def test_an_unchanged_night_waits_on_no_row_lock(db, db_uri):
+    """The app may hold row locks on league rows at night: an unchanged import must not wait on them."""
+    load(db, "night-1")
+    with psycopg.connect(db_uri) as app:
+        for table in DATA_TABLES:
+            app.execute(f"SELECT 1 FROM {table} FOR UPDATE")
+        db.execute("SET lock_timeout = '2s'")
+        db.commit()
+        report = load(db, "night-2")
+    assert report["leagues"][LEAGUE]["teams_unchanged"] == 537
+
+
+def test_ids_are_kept_and_rows_that_left_are_archived(db, tmp_path):
+    load(db, "night-1")
+    teams_before, matches_before, stats_before = team_ids(db), schedule_rows(db), stats_ids(db)
     src = copy_demo(tmp_path)
+    schedule, stats = read(src, SCHEDULE_FILE), read(src, STATS_FILE)
+    assert (schedule[0]["home_team"], schedule[0]["away_team"], schedule[0]["time"]) == (
+        "Winnetka 1",
+        "Glen Ellyn 1",
+        "06:30 pm",
+    )
+    schedule[0]["time"] = "07:15 pm"
+    removed_match = schedule.pop(1)
+    removed_stats = stats.pop(0)  # Glenbrook RC 1 stays a team: it is still in the schedule
+    write(src, SCHEDULE_FILE, schedule)
+    write(src, STATS_FILE, stats)
+    report = load(db, "night-2", src)["leagues"][LEAGUE]
+
+    assert (report["schedule_updated"], report["schedule_deleted"], report["schedule_created"]) == (1, 1, 0)
+    assert (report["stats_deleted"], report["stats_created"], report["stats_updated"]) == (1, 0, 0)
+    assert report["teams_created"] == report["teams_deactivated"] == 0
+    assert team_ids(db) == teams_before
+
+    winnetka, glen_ellyn = team_id(db, "1", "winnetka"), team_id(db, "1", "glenellyn")
+    series_1 = one(db, "SELECT id FROM series WHERE series_key = '1'")
+    changed = (series_1, date(2024, 9, 24), winnetka, glen_ellyn)
+    matches = schedule_rows(db)
+    assert matches[changed][0] == matches_before[changed][0]  # updated in place, same id
+    assert str(matches[changed][1]) == "19:15:00"
+    gone = {k for k in matches_before if k not in matches}
+    assert len(gone) == 1 and len(matches) == 4930
+    (gone_key,) = gone
+    assert {k: v[0] for k, v in matches.items()} == {k: v[0] for k, v in matches_before.items() if k != gone_key}
+    archived_matches = q(db, "SELECT id, match_date, reason, run_id FROM etl_archive.schedule")
+    assert archived_matches == [(matches_before[gone_key][0], gone_key[1], "left_sources", "night-2")]
+    assert gone_key[1].strftime("%m/%d/%Y") == removed_match["date"]
+
+    glenbrook = team_id(db, "1", "glenbrookrc")
+    assert removed_stats["team"] == "Glenbrook RC 1"
+    assert stats_ids(db) == {t: i for t, i in stats_before.items() if t != glenbrook}
+    assert q(db, "SELECT id, team_id, points, reason, run_id FROM etl_archive.series_stats") == [
+        (stats_before[glenbrook], glenbrook, 147, "left_sources", "night-2")
+    ]
+
+
+def test_the_guard_refuses_before_writing_and_a_raised_ratio_passes(db, tmp_path):
+    load(db, "night-1")
+    ids = team_ids(db)
+    src = copy_demo(tmp_path)
+    leaving = drop_series(src, 0.2)
+    assert leaving / 537 > 0.2
+    before, seqs = snapshot(db), sequences(db)
+    with pytest.raises(GuardError) as refused:
+        load(db, "night-2", src)
+    message = str(refused.value)
+    assert f"league {LEAGUE}: this run would deactivate {leaving} of 537 active teams" in message
+    assert "more than max_deactivation_ratio=0.2" in message and "Nothing was written" in message
+    assert "looks like a new season" not in message  # the dates did not move
+    assert snapshot(db) == before
+    assert archived(db, "schedule") == archived(db, "series_stats") == 0
+    assert sequences(db)["teams"] == seqs["teams"]
+
+    report = load(db, "night-3", src, ratio=1.0)["leagues"][LEAGUE]
+    assert (report["teams_deactivated"], report["teams_created"]) == (leaving, 0)
+    assert one(db, "SELECT count(*) FROM teams WHERE is_active") == 537 - leaving
+    assert one(db, "SELECT count(*) FROM teams") == 537  # deactivated, never deleted
+    back = load(db, "night-4")["leagues"][LEAGUE]  # the series come back: the same ids, active again
+    assert (back["teams_created"], back["teams_updated"]) == (0, leaving)
+    assert team_ids(db) == ids and one(db, "SELECT count(*) FROM teams WHERE is_active") == 537
+
+
+def test_a_ratio_outside_0_and_1_is_a_param_error(db):
+    steps.validate(db, "night-1", source_dir=str(FRESH_DEMO), leagues=[], dry_run=False)
+    before = snapshot(db)
+    with pytest.raises(SourceError, match=r"param max_deactivation_ratio: 1.5 is not between 0 and 1"):
+        steps.upsert(db, "night-1", max_ratio=1.5, dry_run=False)
+    assert snapshot(db) == before
+
+
+def test_a_season_change_is_noted_and_named_by_the_guard(db, tmp_path):
+    load(db, "night-1")
+    src = copy_demo(tmp_path)
+    next_year(src)
+    leaving = drop_series(src, 0.2)
+    before = snapshot(db)
+    with pytest.raises(GuardError) as refused:
+        load(db, "night-2", src)
+    assert (
+        "The schedule starts on 2025-09-24, after the last imported season ended on 2025-03-11: "
+        "this looks like a new season"
+    ) in str(refused.value)
+    assert "max_deactivation_ratio raised" in str(refused.value)
+    assert snapshot(db) == before
+    report = load(db, "night-3", src, ratio=1.0)["leagues"][LEAGUE]
+    assert report["season_change"] is True
+    assert (report["last_season_end"], report["new_schedule_start"]) == ("2025-03-11", "2025-09-24")
+    assert report["teams_deactivated"] == leaving
+    assert one(db, "SELECT min(match_date)::text FROM schedule") == "2025-09-24"
+
+
+def second_league(src, code="ZZ_SECOND"):
+    """A copy of the season under another league code."""
+    shutil.copytree(src / LEAGUE, src / code)
+    stats = [dict(r, league_id=code) for r in read(src, STATS_FILE)]
+    schedule = [dict(r, League=code) for r in read(src, SCHEDULE_FILE)]
+    (src / code / STATS_FILE).write_text(json.dumps(stats))
+    (src / code / SCHEDULE_FILE).write_text(json.dumps(schedule))
+
+
+REFUSE_SECOND = """
+CREATE FUNCTION public.refuse_second() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT code FROM public.leagues WHERE id = NEW.league_id) = 'ZZ_SECOND' THEN
+        RAISE EXCEPTION 'refused a schedule row of ZZ_SECOND';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_second BEFORE INSERT ON public.schedule
+    FOR EACH ROW EXECUTE FUNCTION public.refuse_second();
+"""
+
+
+def test_all_leagues_or_none(db, tmp_path):
+    """The second league fails in the database: the first league's changes are rolled back too."""
+    load(db, "night-1")
+    src = copy_demo(tmp_path)
+    schedule = read(src, SCHEDULE_FILE)
+    schedule[0]["time"] = "07:15 pm"
+    write(src, SCHEDULE_FILE, schedule)
+    write(src, STATS_FILE, read(src, STATS_FILE)[1:])
+    second_league(src)
+    db.execute(REFUSE_SECOND)
+    db.commit()
+    before = snapshot(db)
+    steps.validate(db, "night-2", source_dir=str(src), leagues=[], dry_run=False)
+    with pytest.raises(psycopg.errors.RaiseException, match="refused a schedule row of ZZ_SECOND"):
+        steps.upsert(db, "night-2", max_ratio=0.2, dry_run=False)
+    assert snapshot(db) == before
+    assert q(db, "SELECT code FROM leagues") == [(LEAGUE,)]
+    assert archived(db, "series_stats") == 0
+
+    db.execute("DROP TRIGGER refuse_second ON public.schedule")
+    db.commit()
+    report = steps.upsert(db, "night-2", max_ratio=0.2, dry_run=False)
+    assert report["leagues"][LEAGUE]["schedule_updated"] == 1
+    assert report["leagues"][LEAGUE]["stats_deleted"] == 1
+    assert report["leagues"]["ZZ_SECOND"]["teams_created"] == 537
+    assert one(db, "SELECT count(*) FROM teams") == 2 * 537
+
+
+def test_a_dry_run_writes_nothing_and_reports_what_a_run_would_do(db, tmp_path):
+    load(db, "night-1")
+    src = copy_demo(tmp_path)
+    leaving = drop_series(src, 0.05)
+    schedule = read(src, SCHEDULE_FILE)
+    schedule[0]["time"] = "07:15 pm"
+    schedule.append(dict(schedule[0], date="03/30/2025"))
+    write(src, SCHEDULE_FILE, schedule)
     stats = read(src, STATS_FILE)
-    write(src, STATS_FILE, stats[:400])  # 137 of 537 teams leave: 26 %
-    (src / LEAGUE / SCHEDULE_FILE).unlink()
-    before = snapshot(conn)
-    with pytest.raises(DeactivationGuardError, match=r"deactivate 137 of 537 .* max_deactivation_ratio=0.2"):
-        run_import(conn, src, ratio=0.2)
-    assert snapshot(conn) == before
-    report = run_import(conn, src, ratio=1.0)[LEAGUE]
-    assert report["teams_deactivated"] == 137
+    stats.append(dict(stats[0], series="Series 2", team="Midlothian 2"))
+    write(src, STATS_FILE, stats)
+    before, rows = snapshot(db), xmins(db)
+    dry = load(db, "dry", src, dry_run=True)
+    assert snapshot(db) == before and xmins(db) == rows
+    assert archived(db, "schedule") == 0
+    assert one(db, "SELECT count(*) FROM etl.rename_suspects") == 0
+    real = load(db, "real", src)
+    assert snapshot(db) != before
+    assert dry["dry_run"] is True and real["dry_run"] is False
+    assert {**dry, "dry_run": False} == real
+    league = real["leagues"][LEAGUE]
+    assert (league["teams_created"], league["teams_deactivated"]) == (1, leaving)
+    assert (league["schedule_created"], league["schedule_updated"]) == (1, 1)
 
 
-def test_guard_rejects_a_ratio_outside_0_1(conn):
-    with pytest.raises(SourceError, match="param max_deactivation_ratio: 1.5 is not between 0 and 1"):
-        run_import(conn, ratio=1.5)
+def test_a_dry_run_on_an_empty_database_writes_nothing(db):
+    before = snapshot(db)
+    report = load(db, "dry", dry_run=True)
+    assert report["leagues"][LEAGUE]["teams_created"] == 537
+    assert snapshot(db) == before
+    assert all(count == 0 for count, _ in before.values())
 
 
-def test_dry_run_writes_nothing_but_reports(conn, tmp_path):
-    run_import(conn)
-    before = snapshot(conn)
-    report = run_import(conn, new_season(tmp_path), dry_run=True)[LEAGUE]
-    assert report["teams_created"] == 3 and report["teams_deactivated"] == 5
-    assert snapshot(conn) == before
+def test_an_alias_ties_a_new_spelling_to_the_existing_team(db, tmp_path):
+    load(db, "night-1")
+    glenbrook = team_id(db, "1", "glenbrookrc")
+    src = copy_demo(tmp_path)
+    for name in (STATS_FILE, SCHEDULE_FILE):
+        path = src / LEAGUE / name
+        path.write_text(path.read_text().replace('"Glenbrook RC 1"', '"Glenbrook Racquet 1"'))
+    # Without the alias the new spelling is a new team.
+    dry = load(db, "dry", src, dry_run=True)["leagues"][LEAGUE]
+    assert (dry["teams_created"], dry["teams_deactivated"]) == (1, 1)
+
+    with db.transaction(), db.cursor() as cur:
+        history.add_alias(cur, LEAGUE, "Series 1", "Glenbrook Racquet 1", glenbrook, source="operator", by="test")
+    seq = sequences(db)["teams"]
+    report = load(db, "night-2", src)["leagues"][LEAGUE]
+    assert (report["teams_created"], report["teams_deactivated"], report["teams_by_alias"]) == (0, 0, 1)
+    assert one(db, "SELECT count(*) FROM teams") == 537
+    assert sequences(db)["teams"] == seq
+    assert q(db, "SELECT team_name, is_active FROM teams WHERE id = %s", glenbrook) == [("Glenbrook Racquet 1", True)]
+    assert one(db, "SELECT count(*) FROM schedule WHERE %s IN (home_team_id, away_team_id)", glenbrook) == 20
+    assert one(db, "SELECT count(*) FROM series_stats WHERE team_id = %s", glenbrook) == 1
+    assert one(db, "SELECT count(*) FROM etl.rename_suspects") == 0
 
 
-def test_failure_midway_rolls_the_league_back(conn, tmp_path, monkeypatch):
-    run_import(conn)
-    before = snapshot(conn)
-    import league_import.upsert as upsert
+def test_a_suspected_rename_is_recorded_for_a_person(db, tmp_path):
+    load(db, "night-1")
+    old_ids = {k: v for k, v in team_ids(db).items() if k[1] == "glenellyn"}
+    assert len(old_ids) == 14
+    src = copy_demo(tmp_path)
+    for name in (STATS_FILE, SCHEDULE_FILE):
+        path = src / LEAGUE / name
+        path.write_text(path.read_text().replace("Glen Ellyn", "Glen Elyn"))
+    report = load(db, "night-2", src, ratio=1.0)
+    league = report["leagues"][LEAGUE]
+    assert (league["teams_created"], league["teams_deactivated"]) == (14, 14)
 
-    real = upsert.statements("upsert")
-    broken = {**real, "upsert_stats": "SELECT 1/0"}
-    monkeypatch.setattr(upsert, "statements", lambda family: broken)
-    season = new_season(tmp_path)
-    with pytest.raises(Exception, match="division by zero"):
-        run_import(conn, season)
-    assert snapshot(conn) == before
-    monkeypatch.undo()
-    assert run_import(conn, season)[LEAGUE]["teams_created"] == 3
+    new_ids = {k: v for k, v in team_ids(db).items() if k[1] == "glenelyn"}
+    suspects = q(
+        db,
+        """SELECT kind, league_code, series_key, old_team_id, new_team_id, old_name, new_name, score, status, run_id
+           FROM etl.rename_suspects ORDER BY series_key""",
+    )
+    assert len(suspects) == 14
+    by_series = {s[2]: s for s in suspects}
+    kind, code, series, old, new, old_name, new_name, score, status, run_id = by_series["1"]
+    assert (kind, code, status, run_id) == ("rename", LEAGUE, "pending", "night-2")
+    assert (old, new) == (old_ids[("1", "glenellyn")], new_ids[("1", "glenelyn")])
+    assert (old_name, new_name) == ("Glen Ellyn 1", "Glen Elyn 1")
+    assert 85 <= score < 100
+    assert by_series["9 SW"][5:7] == ("Glen Ellyn - 9 SW", "Glen Elyn - 9 SW")
+    assert {(s[3], s[4]) for s in suspects} == {(old_ids[k[0], "glenellyn"], new_ids[k]) for k in new_ids}
+
+    listed = {
+        (s["series_key"], s["old_name"], s["new_name"], s["old_team_id"], s["new_team_id"])
+        for s in report["suspected_renames"]
+    }
+    assert listed == {(s[2], s[5], s[6], s[3], s[4]) for s in suspects}
+    assert all(s["kind"] == "rename" and s["score"] >= 85 for s in report["suspected_renames"])
+    # The old teams are kept, inactive, for the person's decision.
+    assert one(db, "SELECT count(*) FROM teams WHERE id = ANY(%s) AND NOT is_active", list(old_ids.values())) == 14
