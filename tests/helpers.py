@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from psycopg import sql
@@ -23,14 +25,19 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 DATA_TABLES = ("leagues", "clubs", "series", "teams", "schedule", "series_stats")
-# Every param of the DAG: dag.test() keeps an earlier run's conf in the DAG's params otherwise.
-CONF = {"source_dir": str(DEMO_DATA), "leagues": [], "dry_run": False, "max_deactivation_ratio": 0.2}
 
 
 def copy_demo(dest: Path) -> Path:
-    """A writable copy of the bundled season; returns the source_dir."""
-    shutil.copytree(DEMO_DATA / LEAGUE, dest / LEAGUE)
+    """A writable copy of the bundled season, its files new (fresh for the freshness check)."""
+    shutil.copytree(DEMO_DATA / LEAGUE, dest / LEAGUE, copy_function=shutil.copyfile)
     return dest
+
+
+# A copy of the season made once per test session, so the files' age never depends on the clone's.
+FRESH_DEMO = copy_demo(Path(tempfile.mkdtemp(prefix="league-demo-")))
+atexit.register(shutil.rmtree, FRESH_DEMO, ignore_errors=True)
+# Every param of the DAG: dag.test() keeps an earlier run's conf in the DAG's params otherwise.
+CONF = {"source_dir": str(FRESH_DEMO), "leagues": [], "dry_run": False, "max_deactivation_ratio": 0.2}
 
 
 def read(source_dir: Path, name: str) -> list[dict]:
@@ -107,14 +114,22 @@ def archived(conn, table) -> int:
 def old_etl_churn(conn, delete_outright=(), only_active=False):
     """What the old ETL did: foreign-key triggers off, every team deleted and re-inserted with new
     ids, a few teams not re-inserted at all."""
-    conn.execute("SET session_replication_role = replica")
-    conn.execute("CREATE TEMP TABLE churned AS SELECT * FROM teams ORDER BY id")
+    from league_import.demo import replay_old_etl_churn
+
+    replay_old_etl_churn(conn, delete_outright, only_active)
+
+
+def restart_identity_churn(conn):
+    """A worse variant: teams deleted and re-inserted with the id sequence restarted, in another
+    order, so old ids come back naming other teams."""
+    conn.execute("SET session_replication_role = replica")  # the old system's triggers off
+    conn.execute("CREATE TEMP TABLE churned AS SELECT * FROM teams")
     conn.execute("DELETE FROM teams")
+    conn.execute("ALTER TABLE teams ALTER COLUMN id RESTART")
     conn.execute(
         """INSERT INTO teams (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
            SELECT league_id, club_id, series_id, team_name, team_key, sub_team, is_active FROM churned
-           WHERE team_name <> ALL (%s) AND (is_active OR NOT %s) ORDER BY id""",
-        (list(delete_outright), only_active),
+           ORDER BY team_key DESC, id"""
     )
     conn.execute("DROP TABLE churned")
     conn.execute("SET session_replication_role = origin")
@@ -128,26 +143,33 @@ def orphan_count(conn) -> int:
     )
 
 
-def night(conn, run_id, source=DEMO_DATA):
-    """One night's steps as plain functions, health checks recorded (the DAG is tested in tests/dag)."""
+def night(conn, run_id, source=None, ratio=0.2, dedup=False):
+    """One night's steps as plain functions, health checks recorded and the run closed; returns the
+    checks (the DAG itself is tested in tests/dag)."""
+    from league_import import stage, steps
     from league_import.backup import backup
-    from league_import.constraints import check_constraints
+    from league_import.catalog import NATURAL_KEYS
+    from league_import.dedup import deduplicate
     from league_import.health import record, run_checks
     from league_import.repair import restore_mapping
-    from league_import.runs import finish_run, start_run
+    from league_import.runs import finish_run, record_step
     from league_import.schema import ensure_schema
-    from league_import.sources import read_leagues
-    from league_import.upsert import load_league
 
     ensure_schema(conn)
-    start_run(conn, run_id, False)
-    check_constraints(conn)
-    backup(conn, run_id)
-    for league in read_leagues(source, []):
-        load_league(conn, league)
-    restore_mapping(conn, run_id)
-    checks = run_checks(conn, run_id)
+    report = steps.validate(conn, run_id, source_dir=str(source or FRESH_DEMO), leagues=[], dry_run=False)
+    record_step(conn, run_id, "validate_constraints", report)
+    if dedup:
+        for key in NATURAL_KEYS:
+            deduplicate(conn, key, run_id)
+    record_step(conn, run_id, "backup", backup(conn, run_id))
+    record_step(conn, run_id, "upsert_teams", steps.upsert(conn, run_id, max_ratio=ratio, dry_run=False))
+    record_step(conn, run_id, "restore_mapping", restore_mapping(conn, run_id))
+    with conn.transaction(), conn.cursor() as cur:
+        implied = stage.implied_counts(cur, run_id)
+    checks = run_checks(conn, run_id, implied=implied)
     record(conn, run_id, checks)
+    with conn.transaction(), conn.cursor() as cur:
+        stage.drop_stage(cur, run_id)
     finish_run(conn, run_id, "success")
     return checks
 

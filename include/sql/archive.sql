@@ -1,12 +1,6 @@
 -- etl_archive.<table>: every row the pipeline removed, with all its columns, run_id and reason.
 -- Templates: {table} and {archive} are identifiers composed by league_import.archive.
 
--- name: live_columns
-SELECT a.attname, format_type(a.atttypid, a.atttypmod)
-FROM pg_attribute a
-WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum;
-
 -- name: create_archive
 -- Columns and types only: no NOT NULL, no default, so an archived row is never refused.
 CREATE SCHEMA IF NOT EXISTS etl_archive;

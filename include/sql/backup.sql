@@ -1,33 +1,12 @@
 -- The backup task (league_import.backup): before teams change, snapshot teams and every
--- user-owned team reference, keyed by run id. A retry deletes its own run's rows first.
+-- user-owned team reference, keyed by run id, from one REPEATABLE READ snapshot (no table lock:
+-- the app writes on). A retry deletes its own run's rows first.
 -- Templates: {table}, {column}, {row_id}, {columns} are composed with psycopg.sql.
-
--- name: refresh_key_map
--- Every team id ever seen keeps its natural key; a new spelling is added to its names.
-INSERT INTO etl.team_key_map AS k
-    (team_id, league_code, series_key, series_name, club_name, club_key, team_key, sub_team,
-     team_name, names, first_seen_run, last_seen_run)
-SELECT t.id, l.code, s.series_key, s.name, c.name, c.name_key, t.team_key, t.sub_team,
-       t.team_name, ARRAY[t.team_name], %(run_id)s, %(run_id)s
-FROM public.teams t
-JOIN public.leagues l ON l.id = t.league_id
-JOIN public.series s ON s.id = t.series_id
-JOIN public.clubs c ON c.id = t.club_id
-ON CONFLICT (team_id) DO UPDATE
-SET last_seen_run = EXCLUDED.last_seen_run,
-    last_seen_at = now(),
-    team_name = EXCLUDED.team_name,
-    names = CASE WHEN EXCLUDED.team_name = ANY (k.names) THEN k.names ELSE k.names || EXCLUDED.team_name END
-WHERE k.last_seen_run IS DISTINCT FROM EXCLUDED.last_seen_run
-   OR NOT (EXCLUDED.team_name = ANY (k.names));
 
 -- name: clear_run
 WITH teams AS (DELETE FROM etl.backup_teams WHERE run_id = %(run_id)s),
      counts AS (DELETE FROM etl.backup_counts WHERE run_id = %(run_id)s)
 DELETE FROM etl.backup_refs WHERE run_id = %(run_id)s;
-
--- name: lock_table
-LOCK TABLE {table} IN SHARE MODE;
 
 -- name: backup_teams
 INSERT INTO etl.backup_teams (run_id, {columns})

@@ -26,7 +26,8 @@ ORDER BY {key}, {order}, ctid;
 SELECT count(*), coalesce(sum(copies), 0)::bigint FROM dedup_keep;
 
 -- name: sample_keys
-SELECT copies, to_jsonb(k) - 'keep_ref' - 'copies' AS key
+-- {key_json}: the key's columns, personal ones as a digest (never an email in a report).
+SELECT copies, {key_json} AS key
 FROM dedup_keep k
 WHERE copies > 1
 ORDER BY copies DESC, keep_ref
@@ -46,31 +47,13 @@ NOT (t.{ref} = ANY (%(keep)s::{ref_type}[]))
 
 -- name: map_duplicates
 -- For a referenced table: each removed id and the surviving id of its key.
-CREATE TEMP TABLE id_map ON COMMIT DROP AS
-SELECT t.id AS dup_id, k.keep_ref AS keep_id
+CREATE TEMP TABLE IF NOT EXISTS id_map (dup_id bigint PRIMARY KEY, keep_id bigint NOT NULL) ON COMMIT DROP;
+TRUNCATE id_map;
+INSERT INTO id_map (dup_id, keep_id)
+SELECT t.id, k.keep_ref
 FROM {table} t
 JOIN dedup_keep k ON ({key_match})
 WHERE t.id <> k.keep_ref;
-
--- name: repoint_collisions
--- Referencing rows that would duplicate their table's natural key once moved to the survivor:
--- a row that does not move, else the first in physical order, keeps the key.
-CREATE TEMP TABLE dedup_collisions ON COMMIT DROP AS
-SELECT ref FROM (
-    SELECT r.ctid AS ref, m.dup_id IS NOT NULL AS moves,
-           row_number() OVER (PARTITION BY {mapped_key} ORDER BY m.dup_id IS NOT NULL, r.ctid) AS rn
-    FROM {referencing} r
-    LEFT JOIN id_map m ON m.dup_id = r.{column}
-    -- only rows that move, or already sit on a surviving id, can share a key
-    WHERE r.{column} IN (SELECT dup_id FROM id_map UNION ALL SELECT keep_id FROM id_map)
-) ranked
-WHERE moves AND rn > 1;
-
--- name: repoint
-UPDATE {referencing} r
-SET {column} = m.keep_id
-FROM id_map m
-WHERE r.{column} = m.dup_id;
 
 -- name: save_survivors
 CREATE TEMP TABLE dedup_survivors ON COMMIT DROP AS
@@ -83,9 +66,6 @@ INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM dedup_survivors;
 
 -- name: count_rows
 SELECT count(*) FROM {table};
-
--- name: delete_collisions
-DELETE FROM {referencing} WHERE ctid IN (SELECT ref FROM dedup_collisions);
 
 -- name: survivor_orphans
 -- Survivors whose reference points at no row: put back after a TRUNCATE, the foreign key would

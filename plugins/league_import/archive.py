@@ -13,6 +13,7 @@ import uuid
 import psycopg
 from psycopg import sql
 
+from league_import import pgcatalog
 from league_import.sql import statements
 
 ARCHIVE_SCHEMA = "etl_archive"
@@ -20,8 +21,7 @@ EXTRA_COLUMNS = (("run_id", "text"), ("reason", "text"), ("archived_at", "timest
 
 
 def _columns(cur: psycopg.Cursor, schema: str, table: str) -> list[tuple[str, str]]:
-    qualified = sql.Identifier(schema, table).as_string(cur)
-    return [tuple(r) for r in cur.execute(statements("archive")["live_columns"], {"table": qualified}).fetchall()]
+    return [(c.name, c.type) for c in pgcatalog.columns(cur, table, schema)]
 
 
 def live_columns(cur: psycopg.Cursor, table: str) -> list[tuple[str, str]]:
@@ -41,12 +41,7 @@ def ensure_archive(cur: psycopg.Cursor, table: str) -> list[str]:
     ]
     # The types come from format_type() of our own catalog, never from user input.
     cur.execute(sql.SQL("ALTER TABLE {} ").format(archive) + sql.SQL(", ").join(adds))
-    qualified = archive.as_string(cur)
-    strict = [
-        name
-        for name, not_null in cur.execute(statements("constraints")["column_facts"], {"table": qualified}).fetchall()
-        if not_null and name != "archived_at"
-    ]
+    strict = [c.name for c in pgcatalog.columns(cur, table, ARCHIVE_SCHEMA) if c.not_null and c.name != "archived_at"]
     if strict:  # an archive made elsewhere (LIKE copies NOT NULLs): never refuse an archived row
         drops = [sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(n)) for n in strict]
         cur.execute(sql.SQL("ALTER TABLE {} ").format(archive) + sql.SQL(", ").join(drops))
@@ -56,7 +51,13 @@ def ensure_archive(cur: psycopg.Cursor, table: str) -> list[str]:
 def archive_rows(
     cur: psycopg.Cursor, table: str, predicate: sql.Composable, params: dict, run_id: str, reason: str
 ) -> int:
-    """Copy the rows of public.<table> matching `predicate` (alias t) to the archive; returns the count."""
+    """Copy the rows of public.<table> matching `predicate` (alias t) to the archive; returns the count.
+
+    Nothing to copy, nothing done: the archive table is not even touched (no DDL, no lock).
+    """
+    found = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(sql.Identifier("public", table), predicate)
+    if not cur.execute(found, params or None).fetchone()[0]:
+        return 0
     columns = ensure_archive(cur, table)
     query = sql.SQL(statements("archive")["archive_rows"]).format(
         archive=sql.Identifier(ARCHIVE_SCHEMA, table),

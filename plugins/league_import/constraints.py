@@ -17,12 +17,10 @@ from functools import partial
 import psycopg
 from psycopg import sql
 
-from league_import.catalog import NATURAL_KEYS, REFERENCES, NaturalKey, Reference
+from league_import.catalog import NATURAL_KEYS, REFERENCES, NaturalKey, Reference, is_personal
+from league_import.errors import ConstraintError, is_transient
+from league_import.pgcatalog import foreign_keys, table_columns, unique_keys
 from league_import.sql import run
-
-
-class ConstraintError(RuntimeError):
-    """A constraint that no step of the pipeline can make hold."""
 
 
 @dataclass
@@ -48,25 +46,28 @@ def _columns(names) -> sql.Composed:
 _run = partial(run, "constraints")
 
 
-def foreign_keys(cur: psycopg.Cursor) -> dict[tuple[str, str], tuple[str, str, bool]]:
-    """Single-column foreign keys in public: (table, column) -> (target table, name, validated)."""
-    return {(t, c): (target, name, valid) for t, c, target, name, valid in _run(cur, "foreign_keys").fetchall()}
+def sample_key(table: str, columns, alias: str | None = None) -> sql.Composable:
+    """A key as JSON for reports: personal values (an email) only as a short digest, never as written."""
 
+    def value(c: str) -> sql.Composable:
+        ref = sql.Identifier(alias, c) if alias else sql.Identifier(c)
+        return sql.SQL("'md5:' || left(md5({}::text), 10)").format(ref) if is_personal(table, c) else ref
 
-def has_unique(cur: psycopg.Cursor, table: str, columns) -> bool:
-    """Whether a valid, non-partial unique index covers exactly these columns, whatever its name."""
-    qualified = sql.Identifier("public", table).as_string(cur)
-    return _run(cur, "unique_index_on", {"table": qualified, "columns": sorted(columns)}).fetchone()[0]
+    pairs = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c), value(c)) for c in columns)
+    return sql.SQL("jsonb_build_object({})").format(pairs)
 
 
 def duplicates(cur: psycopg.Cursor, key: NaturalKey) -> tuple[int, int, list]:
     """(repeated keys, extra rows, worst few keys with their copies)."""
-    key_json = sql.SQL("jsonb_build_object({})").format(
-        sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c), _ident(c)) for c in key.columns)
-    )
+    key_json = sample_key(key.table, key.columns)
     return _run(
         cur, "duplicate_keys", table=_ident("public", key.table), key=_columns(key.columns), key_json=key_json
     ).fetchone()
+
+
+def add_unique(cur: psycopg.Cursor, key: NaturalKey) -> None:
+    """Add a natural key as UNIQUE NULLS NOT DISTINCT."""
+    _run(cur, "add_unique", table=_ident("public", key.table), name=_ident(key.name), key=_columns(key.columns))
 
 
 def orphans(cur: psycopg.Cursor, ref: Reference) -> tuple[int, list]:
@@ -92,11 +93,14 @@ def _fk_parts(ref: Reference) -> dict:
 
 
 def _attempt(conn: psycopg.Connection, finding: Finding, action) -> None:
-    """Run one DDL change in a savepoint: a failure is reported as fatal, not half-applied."""
+    """Run one DDL change in a savepoint: a failure is reported as fatal, not half-applied; a
+    lock timeout or a deadlock is not a failure of the constraint and is raised to be retried."""
     try:
         with conn.transaction():
             action()
     except psycopg.Error as exc:
+        if is_transient(exc):
+            raise
         finding.state, finding.fatal = "failed", True
         finding.action = f"could not add: {exc.diag.message_primary or exc}"
 
@@ -105,11 +109,9 @@ def check_constraints(conn: psycopg.Connection, *, apply: bool = True) -> list[F
     """Report every declared constraint; add the safe ones unless `apply` is false (dry run)."""
     findings: list[Finding] = []
     with conn.transaction() as tx, conn.cursor() as cur:
-        uniques = {(t, frozenset(cols)) for t, cols in _run(cur, "unique_indexes").fetchall()}
+        uniques = unique_keys(cur)
         fks = foreign_keys(cur)
-        columns: dict[str, set[str]] = {}
-        for t, c in _run(cur, "table_columns").fetchall():
-            columns.setdefault(t, set()).add(c)
+        columns = table_columns(cur)
 
         for key in NATURAL_KEYS:
             finding = Finding(key.name, key.table, "unique", "present")
@@ -127,8 +129,7 @@ def check_constraints(conn: psycopg.Connection, *, apply: bool = True) -> list[F
                 finding.action = f"deduplicate removes {extra} duplicate rows ({repeated} keys) and adds it"
                 continue
             finding.state = "added"
-            parts = {"table": _ident("public", key.table), "name": _ident(key.name), "key": _columns(key.columns)}
-            _attempt(conn, finding, lambda p=parts: _run(cur, "add_unique", **p))
+            _attempt(conn, finding, lambda k=key: add_unique(cur, k))
 
         for ref in REFERENCES:
             findings.append(_check_reference(conn, cur, ref, fks.get((ref.table, ref.column)), columns))
@@ -150,12 +151,12 @@ def _check_reference(conn, cur, ref: Reference, existing, columns) -> Finding:
         finding.state, finding.fatal = "failed", True
         finding.action = f"{ref.table}.{ref.column} or table {ref.target} does not exist"
         return finding
-    if existing and existing[0] == ref.target and existing[2]:
+    if existing and existing.target == ref.target and existing.validated:
         return finding
     count, sample = orphans(cur, ref)
     finding.blocking_rows, finding.sample = count, list(sample)
-    parts = _fk_parts(ref) if not existing else {**_fk_parts(ref), "name": _ident(existing[1])}
-    if existing and existing[0] == ref.target:  # present but NOT VALID
+    parts = _fk_parts(ref) if not existing else {**_fk_parts(ref), "name": _ident(existing.name)}
+    if existing and existing.target == ref.target:  # present but NOT VALID
         finding.state = "not_valid"
         if count == 0:
             finding.state = "validated"
@@ -192,9 +193,9 @@ def validate_team_references(conn: psycopg.Connection) -> list[str]:
         fks = foreign_keys(cur)
         for ref in REFERENCES:
             existing = fks.get((ref.table, ref.column))
-            if ref.to_teams and existing and existing[0] == "teams" and not existing[2]:
-                _run(cur, "validate_foreign_key", **{**_fk_parts(ref), "name": _ident(existing[1])})
-                validated.append(existing[1])
+            if ref.to_teams and existing and existing.target == "teams" and not existing.validated:
+                _run(cur, "validate_foreign_key", **{**_fk_parts(ref), "name": _ident(existing.name)})
+                validated.append(existing.name)
     return validated
 
 

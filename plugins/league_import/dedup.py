@@ -15,34 +15,37 @@ from functools import partial
 from psycopg import Connection, Cursor, Rollback, sql
 
 from league_import.archive import archive_bulk, archive_rows, live_columns
-from league_import.catalog import REFERENCES, NaturalKey, natural_key
-from league_import.constraints import foreign_keys, has_unique
+from league_import.catalog import REFERENCES, NaturalKey
+from league_import.constraints import add_unique, sample_key
+from league_import.errors import CountMismatchError
+from league_import.history import repoint_references
+from league_import.pgcatalog import foreign_keys, has_unique, references_to
 from league_import.sql import run, statements
 
 TRUNCATE_SHARE = 0.5  # above this share of duplicates, truncate-and-reload beats DELETE
 KEEP_LIST_MAX = 100_000  # up to this many survivors, the keep-set is passed as an array
-
-
-class CopyMismatchError(RuntimeError):
-    """An archive copy whose row count differs from what was removed: the step is rolled back."""
-
 
 _run = partial(run, "dedup")
 
 
 def _referencing(cur: Cursor, table: str) -> list[tuple[str, str]]:
     """(table, column) pairs pointing at `table`: its foreign keys plus the declared references."""
-    qualified = sql.Identifier("public", table).as_string(cur)
-    found = cur.execute(statements("constraints")["referencing_columns"], {"table": qualified}).fetchall()
+    found = [(fk.table, fk.column) for fk in references_to(cur, table)]
     declared = [(r.table, r.column) for r in REFERENCES if r.target == table]
-    return list(dict.fromkeys([*map(tuple, found), *declared]))
+    return list(dict.fromkeys([*found, *declared]))
 
 
 def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool = False, sample: int = 5) -> dict:
-    """Keep one row per key (the lowest id, or key.keep_order), archive the rest, add the UNIQUE key."""
+    """Keep one row per key (the lowest id, or key.keep_order), archive the rest, add the UNIQUE key.
+
+    A table whose key is already enforced by a valid unique index cannot hold duplicates: it is
+    neither scanned nor locked (the app's writers never wait on a clean table).
+    """
     table = sql.Identifier("public", key.table)
     key_cols = sql.SQL(", ").join(map(sql.Identifier, key.columns))
     with conn.transaction() as tx, conn.cursor() as cur:
+        if has_unique(cur, key.table, key.columns):
+            return {"table": key.table, "duplicates": 0, "plan": "enforced", "unique_added": False}
         _run(cur, "lock_table", table=table)
         has_id = any(name == "id" for name, _ in live_columns(cur, key.table))
         ref = sql.Identifier("id") if has_id else sql.SQL("ctid")
@@ -58,7 +61,10 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
         removed = total - kept
         report = {"table": key.table, "rows_before": total, "duplicates": removed, "plan": "none", "repointed": {}}
         report["sample_keys"] = [
-            {"copies": c, "key": k} for c, k in _run(cur, "sample_keys", {"limit": sample}).fetchall()
+            {"copies": c, "key": k}
+            for c, k in _run(
+                cur, "sample_keys", {"limit": sample}, key_json=sample_key(key.table, key.columns, "k")
+            ).fetchall()
         ]
         if removed:
             referencing = _referencing(cur, key.table)
@@ -85,7 +91,7 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
                 _run(cur, "delete_not_kept", params, table=table, predicate=predicate)
             after = _run(cur, "count_rows", table=table).fetchone()[0]
             if archived != removed or after != kept:
-                raise CopyMismatchError(
+                raise CountMismatchError(
                     f"{key.table}: {removed} duplicates, but {archived} archived and {total - after} removed"
                 )
             report["archived"] = archived
@@ -98,15 +104,15 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
 
 def _survivors_break_foreign_keys(cur: Cursor, table: str) -> bool:
     """Whether a survivor points at a missing row through one of the table's foreign keys."""
-    for (source, column), (target, _, _) in foreign_keys(cur).items():
+    for fk in foreign_keys(cur).values():
         if (
-            source == table
+            fk.table == table
             and _run(
                 cur,
                 "survivor_orphans",
-                column=sql.Identifier(column),
-                target=sql.Identifier("public", target),
-                target_column=sql.Identifier("id"),
+                column=sql.Identifier(fk.column),
+                target=sql.Identifier("public", fk.target),
+                target_column=sql.Identifier(fk.target_column),
             ).fetchone()[0]
         ):
             return True
@@ -114,61 +120,17 @@ def _survivors_break_foreign_keys(cur: Cursor, table: str) -> bool:
 
 
 def _repoint(cur: Cursor, key: NaturalKey, referencing: list[tuple[str, str]], run_id: str) -> dict:
-    """Map each removed duplicate to its survivor, then move the references."""
+    """Map each removed duplicate to its survivor, then move the references (league_import.history)."""
     match = sql.SQL(" AND ").join(
         sql.SQL("t.{c} IS NOT DISTINCT FROM k.{c}").format(c=sql.Identifier(c)) for c in key.columns
     )
     _run(cur, "map_duplicates", table=sql.Identifier("public", key.table), key_match=match)
-    return repoint_references(cur, referencing, run_id)
-
-
-def repoint_references(cur: Cursor, referencing: list[tuple[str, str]], run_id: str) -> dict:
-    """Move references through the temp table id_map(dup_id, keep_id).
-
-    A referencing row that would then repeat its own table's natural key (a membership on both
-    the old and the new id) is the same row twice: it is archived as a duplicate and removed.
-    """
-    moved = {}
-    for table, column in referencing:
-        own_key = natural_key(table)
-        if own_key and column in own_key.columns:
-            mapped = sql.SQL(", ").join(
-                sql.SQL("coalesce(m.keep_id, r.{})").format(sql.Identifier(c))
-                if c == column
-                else sql.SQL("r.{}").format(sql.Identifier(c))
-                for c in own_key.columns
-            )
-            cur.execute("DROP TABLE IF EXISTS dedup_collisions")
-            _run(
-                cur,
-                "repoint_collisions",
-                referencing=sql.Identifier("public", table),
-                column=sql.Identifier(column),
-                mapped_key=mapped,
-            )
-            collided = sql.SQL("t.ctid IN (SELECT ref FROM dedup_collisions)")
-            archived = archive_rows(cur, table, collided, {}, run_id, "duplicate")
-            deleted = _run(cur, "delete_collisions", referencing=sql.Identifier("public", table)).rowcount
-            if archived != deleted:
-                raise CopyMismatchError(f"{table}: {deleted} colliding rows removed but {archived} archived")
-            if deleted:
-                moved[f"{table}: merged into an existing row"] = deleted
-        count = _run(
-            cur, "repoint", referencing=sql.Identifier("public", table), column=sql.Identifier(column)
-        ).rowcount
-        moved[f"{table}.{column}"] = count
-    return moved
+    return repoint_references(cur, referencing, run_id, "duplicate")
 
 
 def _ensure_unique(cur: Cursor, key: NaturalKey) -> bool:
     """Add the key's UNIQUE NULLS NOT DISTINCT constraint unless a unique index on its columns exists."""
     if has_unique(cur, key.table, key.columns):
         return False
-    cur.execute(
-        sql.SQL(statements("constraints")["add_unique"]).format(
-            table=sql.Identifier("public", key.table),
-            name=sql.Identifier(key.name),
-            key=sql.SQL(", ").join(map(sql.Identifier, key.columns)),
-        )
-    )
+    add_unique(cur, key)
     return True

@@ -6,7 +6,8 @@ import psycopg
 import pytest
 
 from league_import.catalog import NATURAL_KEYS, REFERENCES
-from league_import.constraints import ConstraintError, check_constraints, validate_team_references
+from league_import.constraints import check_constraints, validate_team_references
+from league_import.errors import ConstraintError
 from league_import.schema import ensure_schema
 
 

@@ -9,7 +9,8 @@ from helpers import one, q
 from league_import import sql as sql_module
 from league_import.catalog import NaturalKey, natural_key
 from league_import.constraints import check_constraints
-from league_import.dedup import CopyMismatchError, deduplicate
+from league_import.dedup import deduplicate
+from league_import.errors import CountMismatchError
 from league_import.schema import ensure_schema
 
 PRACTICE = natural_key("practice_times")
@@ -85,9 +86,16 @@ def test_few_duplicates_use_delete(schema):
 def test_rerun_changes_nothing_more(schema):
     add_practices(schema, {("Mon", "18:00", "Court 1"): 50})
     deduplicate(schema, PRACTICE, "run-1")
+    # The key is enforced now: the table is neither scanned nor locked again.
     again = deduplicate(schema, PRACTICE, "run-1")
-    assert (again["duplicates"], again["plan"], again["unique_added"]) == (0, "none", False)
+    assert (again["duplicates"], again["plan"], again["unique_added"]) == (0, "enforced", False)
     assert one(schema, "SELECT count(*) FROM etl_archive.practice_times") == 49
+    schema.execute("SET lock_timeout = '2s'")  # were it to lock the table, it would fail, not hang
+    schema.commit()
+    with psycopg.connect(schema.info.dsn) as writer:  # a writer holding a row lock does not block it
+        writer.execute("UPDATE practice_times SET location = location")
+        assert deduplicate(schema, PRACTICE, "run-2")["plan"] == "enforced"
+        writer.rollback()
 
 
 def test_killed_midway_rolls_back_and_the_retry_reaches_the_clean_end_state(schema, monkeypatch):
@@ -125,7 +133,7 @@ def test_an_archive_copy_that_loses_rows_fails_the_step(schema):
         "CREATE TRIGGER lossy BEFORE INSERT ON etl_archive.practice_times FOR EACH ROW EXECUTE FUNCTION etl_archive.drop_all()"
     )
     schema.commit()
-    with pytest.raises(CopyMismatchError, match="practice_times: 2 duplicates, but 0 archived"):
+    with pytest.raises(CountMismatchError, match="practice_times: 2 duplicates, but 0 archived"):
         deduplicate(schema, PRACTICE, "run-1")
     assert one(schema, "SELECT count(*) FROM practice_times") == 10
 
@@ -194,9 +202,12 @@ def test_referenced_table_is_never_truncated_and_references_move_to_the_survivor
         """INSERT INTO teams (id, league_id, club_id, series_id, team_name, team_key)
            VALUES (10, 1, 1, 1, 'Club 1', 'club'), (11, 1, 1, 1, 'Club 1', 'club'), (12, 1, 1, 1, 'Club 1', 'club')"""
     )
-    conn.execute("INSERT INTO users (id, email) VALUES (1, 'a@x'), (2, 'b@x')")
-    # user 1 is on team 10 and on its duplicate 11 (a collision once merged); user 2 only on 12
-    conn.execute("INSERT INTO team_memberships VALUES (1, 10, true), (1, 11, false), (2, 12, false)")
+    conn.execute("INSERT INTO users (id, email) VALUES (1, 'a@x'), (2, 'b@x'), (3, 'c@x')")
+    # user 1 is on team 10 and on its duplicate 11 (a collision once merged); user 2 only on 12;
+    # user 3's primary membership is on the duplicate 12, another on the survivor
+    conn.execute(
+        "INSERT INTO team_memberships VALUES (1, 10, true), (1, 11, false), (2, 12, false), (3, 10, false), (3, 12, true)"
+    )
     conn.execute("INSERT INTO polls (id, team_id, question) VALUES (1, 11, 'Q1'), (2, 12, 'Q2'), (3, 10, 'Q3')")
     conn.commit()
     check_constraints(conn)  # teams' key is blocked by the duplicates; the foreign keys are added
@@ -204,13 +215,19 @@ def test_referenced_table_is_never_truncated_and_references_move_to_the_survivor
     assert (report["plan"], report["duplicates"]) == ("delete", 2)
     assert q(conn, "SELECT id FROM teams") == [(10,)]
     assert q(conn, "SELECT DISTINCT team_id FROM polls") == [(10,)]
+    # One membership per user stays, the primary one wherever it was; the other is archived.
     assert q(conn, "SELECT user_id, team_id, is_primary FROM team_memberships ORDER BY 1") == [
         (1, 10, True),
         (2, 10, False),
+        (3, 10, True),
     ]
-    assert q(conn, "SELECT user_id, team_id FROM etl_archive.team_memberships") == [(1, 11)]
+    assert q(conn, "SELECT user_id, team_id, is_primary, reason FROM etl_archive.team_memberships ORDER BY 1") == [
+        (1, 11, False, "duplicate"),
+        (3, 10, False, "duplicate"),
+    ]
     assert q(conn, "SELECT id FROM etl_archive.teams ORDER BY id") == [(11,), (12,)]
     assert report["repointed"]["polls.team_id"] == 2
+    assert report["repointed"]["team_memberships: merged into an existing row"] == 2
 
 
 def test_survivors_pointing_at_a_missing_team_are_not_truncated_and_reloaded(conn):
