@@ -1,11 +1,28 @@
 -- Health checks (league_import.health). Read-only except record_checks.
--- Templates: {table}, {column} are composed with psycopg.sql.
+-- Templates: {table}, {archive} are composed with psycopg.sql.
 
 -- name: count_rows
 SELECT count(*) FROM {table};
 
--- name: table_exists
-SELECT to_regclass(%(table)s) IS NOT NULL;
+-- name: last_implied
+-- The rows the files implied, per league, at the last successful run (for checks outside a run).
+SELECT v->'implied'
+FROM etl.runs r, jsonb_each(r.report) AS e(k, v)
+WHERE r.status = 'success' AND NOT r.dry_run AND jsonb_typeof(v) = 'object' AND v ? 'implied'
+ORDER BY r.finished_at DESC
+LIMIT 1;
+
+-- name: league_counts
+-- Per league, what the ETL-owned tables hold: the league, its active teams, the series and clubs
+-- of those teams, its matches and stats rows.
+SELECT l.code, 1,
+       (SELECT count(*) FROM public.teams t WHERE t.league_id = l.id AND t.is_active),
+       (SELECT count(DISTINCT t.series_id) FROM public.teams t WHERE t.league_id = l.id AND t.is_active),
+       (SELECT count(DISTINCT t.club_id) FROM public.teams t WHERE t.league_id = l.id AND t.is_active),
+       (SELECT count(*) FROM public.schedule s WHERE s.league_id = l.id),
+       (SELECT count(*) FROM public.series_stats s WHERE s.league_id = l.id)
+FROM public.leagues l
+WHERE l.code = ANY (%(codes)s);
 
 -- name: backup_counts
 -- The counts taken by this run's backup (or the latest backup when no run is named).
@@ -16,6 +33,9 @@ WHERE run_id = coalesce(%(run_id)s, (SELECT run_id FROM etl.backup_counts ORDER 
 -- name: archived_since
 -- Rows the pipeline archived from a table after the backup was taken, in that run.
 SELECT count(*) FROM {archive} WHERE run_id = %(run_id)s AND archived_at >= %(since)s;
+
+-- name: archived_by
+SELECT count(*) FROM {archive} WHERE run_id = %(run_id)s;
 
 -- name: previous_counts
 -- Row counts recorded by the last successful, non-dry run before this one.
@@ -35,27 +55,42 @@ SELECT count(*), coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'row
 FROM (SELECT *, row_number() OVER (ORDER BY created_at DESC) AS rn
       FROM etl.quarantine WHERE resolved_at IS NULL) q;
 
+-- name: renames_waiting
+SELECT count(*), coalesce(jsonb_agg(jsonb_build_object('id', id, 'league', league_code, 'series', series_key,
+                                                       'old', old_name, 'new', new_name, 'score', score)
+                                    ORDER BY id) FILTER (WHERE rn <= 5), '[]'::jsonb)
+FROM (SELECT *, row_number() OVER (ORDER BY id) AS rn FROM etl.rename_suspects WHERE status = 'pending') r;
+
+-- name: freshness
+-- Per league read by this run (or the latest run that read files): how old its newest file is,
+-- the newest match date, the schedule's last date, and for how many runs in a row (successful
+-- ones, and this one) its files were identical.
+WITH this AS (
+    SELECT coalesce(%(run_id)s, (SELECT run_id FROM etl.source_files ORDER BY read_at DESC LIMIT 1)) AS run_id
+), files AS (
+    SELECT sf.run_id, sf.league_code, min(sf.read_at) AS read_at, max(sf.modified_at) AS modified,
+           max(sf.last_date) AS last_date,
+           string_agg(sf.file_name || ':' || sf.sha256, ',' ORDER BY sf.file_name) AS fingerprint
+    FROM etl.source_files sf
+    GROUP BY sf.run_id, sf.league_code
+), history AS (
+    SELECT f.* FROM files f
+    WHERE f.run_id = (SELECT run_id FROM this)
+       OR EXISTS (SELECT 1 FROM etl.runs r WHERE r.run_id = f.run_id AND r.status = 'success' AND NOT r.dry_run)
+)
+SELECT c.league_code, c.modified, c.last_date, c.last_date,
+       (SELECT count(*) FROM history h
+        WHERE h.league_code = c.league_code AND h.read_at <= c.read_at AND h.fingerprint = c.fingerprint
+          AND NOT EXISTS (SELECT 1 FROM history d
+                          WHERE d.league_code = c.league_code AND d.read_at > h.read_at
+                            AND d.read_at <= c.read_at AND d.fingerprint <> c.fingerprint)) AS same_runs
+FROM files c
+WHERE c.run_id = (SELECT run_id FROM this)
+ORDER BY c.league_code;
+
 -- name: record_checks
 INSERT INTO etl.health_checks (run_id, check_name, subject, figure, threshold, status, detail)
 VALUES (%(run_id)s, %(check_name)s, %(subject)s, %(figure)s, %(threshold)s, %(status)s, %(detail)s)
 ON CONFLICT (run_id, check_name, subject) DO UPDATE
 SET figure = EXCLUDED.figure, threshold = EXCLUDED.threshold, status = EXCLUDED.status,
     detail = EXCLUDED.detail, checked_at = now();
-
--- name: trends
--- The last runs' figures, oldest first, for the report's charts.
-SELECT h.run_id, r.started_at, h.check_name, sum(h.figure)
-FROM etl.health_checks h
-JOIN etl.runs r ON r.run_id = h.run_id
-WHERE h.run_id IN (SELECT run_id FROM etl.runs WHERE NOT dry_run ORDER BY started_at DESC LIMIT %(runs)s)
-  AND h.check_name IN ('rows', 'orphans', 'duplicates', 'quarantine')
-GROUP BY h.run_id, r.started_at, h.check_name
-ORDER BY r.started_at;
-
--- name: table_trends
-SELECT h.subject, r.started_at, h.figure
-FROM etl.health_checks h
-JOIN etl.runs r ON r.run_id = h.run_id
-WHERE h.check_name = 'rows'
-  AND h.run_id IN (SELECT run_id FROM etl.runs WHERE NOT dry_run ORDER BY started_at DESC LIMIT %(runs)s)
-ORDER BY h.subject, r.started_at;

@@ -1,152 +1,231 @@
-"""Operator commands: `python -m league_import.cli demo | summary | health | release`.
+"""The `league-import` command (also `python -m league_import.cli`): the demo, read-only health,
+and the decisions operators make by hand. `league-import --help` and `COMMAND --help` list them.
 
-`demo` starts the embedded PostgreSQL (unless AIRFLOW_CONN_LEAGUE_DB names a server), makes a
-throwaway Airflow home with SQLite metadata, runs `airflow dags test league_import` on the
-bundled demo data and prints what the run did.
+Every command works on the database named by AIRFLOW_CONN_LEAGUE_DB, else the demo's embedded
+one. Commands that change data take the task lock for a moment, and refuse while a run holds the
+database; each decision is recorded with the operating-system user who made it.
 """
 
 from __future__ import annotations
 
-import argparse
+import getpass
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
+from contextlib import contextmanager
 
-from league_import.embedded import REPO, target_uri
+import typer
 
-DEMO_HOME = REPO / ".demo" / "airflow"
-
-
-def airflow_env(home: Path, league_uri: str) -> dict[str, str]:
-    """The environment for a self-contained Airflow: its own home, our DAGs and plugins, no examples."""
-    return {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW_CONN_LEAGUE_DB": league_uri,
-        "LEAGUE_IMPORT_REPORT_DIR": os.environ.get("LEAGUE_IMPORT_REPORT_DIR", str(home.parent / "reports")),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "plugins"), os.environ.get("PYTHONPATH")])),
-    }
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+quarantine_app = typer.Typer(no_args_is_help=True, help="Rows waiting in quarantine.")
+alias_app = typer.Typer(no_args_is_help=True, help="Spellings tied to a team id (etl.team_aliases).")
+review_app = typer.Typer(no_args_is_help=True, help="Open questions: quarantined rows and suspected renames.")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(alias_app, name="alias")
+app.add_typer(review_app, name="review")
 
 
-def run_dag(home: Path, league_uri: str, conf: dict, log: Path) -> int:
-    """`airflow db migrate` once per home, then `airflow dags test`; output goes to `log`."""
-    env = airflow_env(home, league_uri)
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    home.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        if not (home / "airflow.db").exists():
-            subprocess.run([airflow, "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
-        cmd = [airflow, "dags", "test", "league_import", "-c", json.dumps(conf)]
-        return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+def _by() -> str:
+    return f"cli:{getpass.getuser()}"
 
 
-def latest_run(league_uri: str) -> dict | None:
+@contextmanager
+def _database(*, write: bool = False):
+    """A connection to the target; for a change, with the task lock and no live run on the database."""
     from league_import.db import connect
+    from league_import.embedded import target_uri
+    from league_import.errors import LeagueImportError
+    from league_import.runs import check_lease, lock_task
+    from league_import.schema import ensure_schema
 
-    with connect(league_uri) as conn:
-        row = conn.execute(
-            "SELECT run_id, status, dry_run, report FROM etl.runs ORDER BY started_at DESC LIMIT 1"
-        ).fetchone()
-    return None if row is None else dict(zip(("run_id", "status", "dry_run", "report"), row))
-
-
-def summary(run: dict) -> str:
-    """A short human summary of one run: teams per league, schedule rows, errors."""
-    lines = [f"run {run['run_id']}: {run['status']}{' (dry run, nothing written)' if run['dry_run'] else ''}"]
-    upsert = run["report"].get("upsert_teams", {})
-    for code, c in upsert.get("leagues", {}).items():
-        kept = c["teams_in_sources"] - c["teams_created"]
-        lines.append(
-            f"  {code}: {c['teams_in_sources']} teams - {c['teams_created']} created, {kept} kept "
-            f"({c['teams_updated']} updated), {c['teams_deactivated']} deactivated; "
-            f"{c['schedule_rows']} schedule rows ({c['bye_rows']} BYE), {c['stats_rows']} stats rows"
-        )
-    if not upsert:
-        lines.append("  no upsert report: the run stopped before upsert_teams")
-    return "\n".join(lines)
+    try:
+        with connect(target_uri()) as conn:
+            if write:
+                check_lease(conn, "league-import cli")
+                lock_task(conn, wait=True)
+                ensure_schema(conn)
+            yield conn
+    except LeagueImportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
-def demo() -> int:
-    uri = target_uri()
-    log = REPO / ".demo" / "dags_test.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print(
-        "league_db:",
-        "AIRFLOW_CONN_LEAGUE_DB" if os.environ.get("AIRFLOW_CONN_LEAGUE_DB") else "embedded PostgreSQL in .demo/pgdata",
-    )
-    print("running: airflow dags test league_import (log: .demo/dags_test.log)")
-    code = run_dag(DEMO_HOME, uri, {}, log)
-    run = latest_run(uri)
-    if run:
-        print(summary(run))
-    health_report = (run or {}).get("report", {}).get("health_check", {}).get("report_path")
-    if health_report:
-        print(f"health report: {health_report}")
-    if code != 0:
-        print(f"errors: the DAG run failed (exit {code}); last lines of {log}:", file=sys.stderr)
-        print("".join(log.read_text().splitlines(keepends=True)[-25:]), file=sys.stderr)
-        return code
-    print("errors: none")
-    return 0
+@app.command()
+def demo() -> None:
+    """Run the DAG on the bundled season, replay the old system's id churn, run the next night,
+    and print what was repaired by which strategy and what waits in quarantine."""
+    from league_import.demo import run_demo
+
+    raise typer.Exit(run_demo())
 
 
-def health() -> int:
-    """The checks of the health_check task, in a read-only session: nothing is written."""
-    from league_import.db import connect
-    from league_import.health import format_table, run_checks
+@app.command()
+def summary() -> None:
+    """Print the latest run's summary."""
+    from league_import.demo import latest_run, summarize
 
-    with connect(target_uri()) as conn:
+    with _database() as conn:
+        found = latest_run(conn)
+    typer.echo(summarize(found) if found else "no runs yet")
+
+
+@app.command()
+def health() -> None:
+    """Run the health checks read-only; exit 1 when any is an error."""
+    from league_import.health import format_table, rollup, run_checks
+
+    with _database() as conn:
         conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         conn.commit()
         checks = run_checks(conn)
-    print(format_table(checks))
-    errors = sum(c.status == "error" for c in checks)
-    warnings = sum(c.status == "warn" for c in checks)
-    print(f"{len(checks)} checks: {errors} errors, {warnings} warnings")
-    return 1 if errors else 0
+    typer.echo(format_table(checks))
+    _, counts = rollup(checks)
+    typer.echo(f"{len(checks)} checks: {counts['error']} errors, {counts['warn']} warnings")
+    raise typer.Exit(1 if counts["error"] else 0)
 
 
-def release_row(args) -> int:
-    from league_import.db import connect
-    from league_import.repair import ReleaseError, release
+@app.command()
+def migrate() -> None:
+    """Upgrade the database's schema to this version (every run does it too)."""
+    with _database(write=True) as conn:
+        from league_import.schema import current
 
-    with connect(target_uri()) as conn:
-        try:
-            print(release(conn, args.table, args.row_id, args.team_id, args.column))
-        except ReleaseError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return 0
+        typer.echo(f"schema at revision {current(conn)}")
+
+
+@app.command()
+def unlock(yes: bool = typer.Option(False, "--yes", help="free it without asking")) -> None:
+    """Show which run holds the database, and free its lease (after `kill -9`, a lost worker)."""
+    from league_import.runs import free_lease, lease
+
+    with _database() as conn:
+        held = lease(conn)
+        if held is None:
+            typer.echo("no run holds the database")
+            return
+        typer.echo(f"held by {held.describe()}; its run {'says it is running' if held.running else 'has ended'}")
+        if not yes and not typer.confirm("free it? the run is marked failed", default=False):
+            raise typer.Exit(1)
+        free_lease(conn, held.run_id, f"league-import unlock by {_by()}")
+        typer.echo(f"freed: run {held.run_id} marked failed")
+
+
+@quarantine_app.command("list")
+def quarantine_list() -> None:
+    """Rows waiting in quarantine, with the reason and the candidates seen."""
+    from league_import.review import pending
+
+    with _database() as conn:
+        items = [i for i in pending(conn) if i.kind == "quarantine"]
+    for item in items:
+        typer.echo(f"{item.id}  {item.evidence['table']} row {item.evidence['row']}: {item.evidence['reason']}")
+        typer.echo(f"    options: {'; '.join(item.options)}")
+    typer.echo(f"{len(items)} rows wait")
+
+
+@app.command()
+def release(
+    table: str = typer.Option(..., help="the user table, e.g. polls"),
+    row_id: str = typer.Option(..., help="etl.quarantine.row_id of the row"),
+    team_id: int = typer.Option(..., help="the team the row belongs to"),
+    column: str = typer.Option("team_id", help="the team column"),
+) -> None:
+    """Put a quarantined row back on the team a person decided."""
+    from league_import.review import release as release_row
+
+    with _database(write=True) as conn:
+        typer.echo(release_row(conn, table, row_id, team_id, column, by=_by()))
+
+
+@alias_app.command("add")
+def alias_add(
+    league: str = typer.Option(..., help="league code, e.g. the folder name"),
+    series: str = typer.Option(..., help="the series label as the files write it"),
+    spelling: str = typer.Option(..., help="the team name as the files write it"),
+    team_id: int = typer.Option(..., help="the team this spelling names"),
+) -> None:
+    """Tie a spelling to a team id: the next runs match it to that team instead of creating one."""
+    from league_import.review import alias
+
+    with _database(write=True) as conn:
+        typer.echo(f"alias {alias(conn, league, series, spelling, team_id, by=_by())} added")
+
+
+@alias_app.command("list")
+def alias_list(league: str = typer.Option(None, help="only this league")) -> None:
+    """Every alias, with the team it names."""
+    from league_import.history import list_aliases
+
+    with _database() as conn, conn.cursor() as cur:
+        rows = list_aliases(cur, league)
+    for alias_id, code, series, spelling, team_id, name, source, by, at in rows:
+        typer.echo(
+            f"{alias_id}  {code} {series}: {spelling!r} -> team {team_id} ({name}); {source} by {by} {at:%Y-%m-%d}"
+        )
+    typer.echo(f"{len(rows)} aliases")
+
+
+@alias_app.command("remove")
+def alias_remove(alias_id: int = typer.Argument(..., help="the alias id (alias list)")) -> None:
+    """Remove an alias: the spelling no longer names that team."""
+    from league_import.history import remove_alias
+
+    with _database(write=True) as conn, conn.transaction(), conn.cursor() as cur:
+        code, series, spelling, team_id = remove_alias(cur, alias_id)
+    typer.echo(f"alias {alias_id} removed: {code} {series} {spelling!r} no longer names team {team_id}")
+
+
+@review_app.command("list")
+def review_list(as_json: bool = typer.Option(False, "--json", help="as JSON")) -> None:
+    """Every open question with its evidence and options."""
+    from league_import.review import pending
+
+    with _database() as conn:
+        items = pending(conn)
+    if as_json:
+        typer.echo(json.dumps([i.__dict__ for i in items], default=str, indent=2))
+        return
+    for item in items:
+        typer.echo(f"{item.id}  {item.subject}")
+        for key, value in item.evidence.items():
+            typer.echo(f"    {key}: {value}")
+        typer.echo("    options: " + " | ".join(item.options))
+    typer.echo(f"{len(items)} open questions")
+
+
+@review_app.command("decide")
+def review_decide(
+    item: str = typer.Argument(..., help="quarantine:<id> or rename:<id> (review list)"),
+    option: str = typer.Argument(..., help="one of the item's options, as listed (or a team id)"),
+) -> None:
+    """Answer one open question; applied in one transaction and recorded with your user name."""
+    from league_import.review import decide
+
+    with _database(write=True) as conn:
+        typer.echo(decide(conn, item, option, by=_by(), via="cli"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="league_import.cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run the DAG on the bundled demo data and print a summary")
-    sub.add_parser("summary", help="print the latest run's summary")
-    sub.add_parser("health", help="run the health checks read-only; exit 1 when any is an error")
-    release = sub.add_parser("release", help="put a quarantined row back on the team a person decided")
-    release.add_argument("--table", required=True, help="the user table, e.g. polls")
-    release.add_argument("--row-id", required=True, help="etl.quarantine.row_id of the row")
-    release.add_argument("--team-id", required=True, type=int, help="the team the row belongs to")
-    release.add_argument("--column", default="team_id", help="the team column (default team_id)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo()
-    if args.command == "release":
-        return release_row(args)
-    if args.command == "health":
-        return health()
-    run = latest_run(target_uri())
-    print(summary(run) if run else "no runs yet")
-    return 0
+    """Entry point; returns the exit code (for tests and `python -m`)."""
+    try:
+        code = app(args=argv, prog_name="league-import", standalone_mode=False)
+    except typer.Exit as done:
+        return done.exit_code
+    except SystemExit as done:  # click's own usage errors
+        return int(done.code or 0)
+    except Exception as exc:  # noqa: BLE001 (click.UsageError and friends: print, exit 2)
+        from click import ClickException
+
+        if isinstance(exc, ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return code if isinstance(code, int) else 0
+
+
+def run() -> None:
+    """The console script."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

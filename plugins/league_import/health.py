@@ -1,43 +1,55 @@
 """Health checks: is last night's data sound? Each check has a figure, a threshold and a status.
 
-Read-only: the same checks run as the DAG's last task and as `make health` against any database.
-Only `record` writes (etl.health_checks, so trends can be queried).
+Read-only: the same checks run as the DAG's last task and as `make health` against any database;
+only `record` writes (etl.health_checks, for trends). The checks:
+
+- orphans: every team reference (ETL- and user-owned) points at a team;
+- duplicates and constraints: every natural key enforced, every foreign key present and valid;
+- reconcile: each ETL-owned table holds, per league, exactly the rows the files imply (after
+  BYE rows and identity); a league added tonight is no alarm, a row deleted by hand is;
+- rows: the tables the sources do not determine (user-owned, etl_archive, backups, the pipeline's
+  history) grow against a floor, now / max(before, min_baseline): 41 -> 3,470,114 and 0 -> 2,000
+  are errors, +3 on a 2-row table is not; the history tables may not shrink;
+- row_balance: user-owned rows, live + archived since the backup = the count at the backup;
+- quarantine and renames: decisions waiting for a person (warnings);
+- freshness: per league, files older than stale_hours, or identical for more than
+  unchanged_nights nights while the schedule still has future dates (warnings).
+
+The roll-up of statuses (error over warn over ok) lives here only: rollup().
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
 from functools import partial
 
 from psycopg import Connection, Cursor, sql
 
 from league_import.catalog import ETL_TABLES, NATURAL_KEYS, REFERENCES, USER_TABLES, Reference
-from league_import.constraints import duplicates, foreign_keys, has_unique, orphans
+from league_import.config import Thresholds
+from league_import.constraints import duplicates, orphans
+from league_import.pgcatalog import foreign_keys, has_unique, table_exists, unique_keys
 from league_import.references import team_columns
 from league_import.sql import run, statements
 
-DEFAULT_THRESHOLDS = {
-    "growth_warn": 2.0,  # rows now / rows after the last successful run
-    "growth_error": 10.0,  # a table growing 100x (the 3.47 M-row backup loop) is far past this
-    "drop_warn": 0.10,  # share of an ETL-owned table's rows gone since the last successful run
-    "drop_error": 0.50,
-    "min_baseline": 100,  # tables smaller than this never alarm on growth or drop (+3 rows on 2)
-    "quarantine_warn": 1,  # unresolved quarantined rows waiting for a person
+STATUSES = ("ok", "warn", "error")
+# The pipeline's own tables that only ever grow: losing rows means someone deleted history.
+HISTORY_TABLES = ("team_key_map", "team_aliases", "repairs", "quarantine", "rename_suspects", "decisions")
+# Backups of user rows (backup_teams copies teams, which the sources determine).
+BACKUP_TABLES = ("backup_refs",)
+# Warnings that need a person's decision, and where to make it.
+DECISIONS = {
+    "quarantine": "league-import quarantine list, then league-import review decide (or the league_review DAG)",
+    "renames": "league-import review list, then league-import review decide (or the league_review DAG)",
+    "freshness": "check the scraper that writes the league files",
 }
-
-
-class HealthCheckError(RuntimeError):
-    """Checks at error level: the run fails, with its report kept."""
-
-    def __init__(self, message: str, report: dict) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 @dataclass
 class Check:
-    check: str  # orphans | duplicates | rows | row_balance | constraint | quarantine
-    subject: str  # table.column, table, or constraint name
+    check: str  # orphans | duplicates | constraint | reconcile | rows | row_balance | quarantine | renames | freshness
+    subject: str  # table.column, table, constraint name, "table league"
     figure: float
     threshold: str
     status: str = "ok"  # ok | warn | error
@@ -48,33 +60,48 @@ class Check:
 _run = partial(run, "health")
 
 
-def thresholds(overrides: dict | None = None) -> dict:
-    """Defaults with the configured overrides; unknown names are refused, not ignored."""
-    unknown = set(overrides or {}) - set(DEFAULT_THRESHOLDS)
-    if unknown:
-        raise ValueError(
-            f"unknown health thresholds: {', '.join(sorted(unknown))} (known: {', '.join(DEFAULT_THRESHOLDS)})"
-        )
-    return {**DEFAULT_THRESHOLDS, **(overrides or {})}
+def rollup(checks: list[Check]) -> tuple[str, dict[str, int]]:
+    """The overall status (error over warn over ok) and the count of each."""
+    counts = {s: sum(c.status == s for c in checks) for s in STATUSES}
+    return ("error" if counts["error"] else "warn" if counts["warn"] else "ok"), counts
 
 
-def run_checks(conn: Connection, run_id: str | None = None, limits: dict | None = None) -> list[Check]:
-    """Every check, against the database as it is. `run_id` names the run whose backup to compare."""
-    limits = thresholds(limits)
+def run_checks(
+    conn: Connection, run_id: str | None = None, limits: Thresholds | None = None, implied: dict | None = None
+) -> list[Check]:
+    """Every check, against the database as it is. `run_id` names the run whose backup and files to
+    compare with (else the latest); `implied` the rows the files imply per league (else the last
+    successful run's)."""
+    limits = limits or Thresholds()
     with conn.transaction(), conn.cursor() as cur:
-        counts = {
-            table: _run(cur, "count_rows", table=sql.Identifier("public", table)).fetchone()[0]
-            for table in (*ETL_TABLES, *USER_TABLES)
-        }
+        if implied is None:
+            implied = _last_implied(cur)
+        counts = _counts(cur)
         checks = [
             *_orphans(cur),
             *_duplicates(cur),
             *_constraints(cur),
+            *_reconcile(cur, implied),
             *_rows(cur, run_id, limits, counts),
             *_row_balance(cur, run_id, counts),
             _quarantine(cur, limits),
+            _renames(cur, limits),
+            *_freshness(cur, run_id, limits),
         ]
     return checks
+
+
+def _counts(cur: Cursor) -> dict[str, int]:
+    """Rows of every table the growth and balance checks look at, each counted once."""
+    tables = [("public", t) for t in USER_TABLES]
+    tables += [("etl", t) for t in (*HISTORY_TABLES, *BACKUP_TABLES)]
+    tables += [("etl_archive", t) for t in (*ETL_TABLES, *USER_TABLES)]
+    out = {}
+    for schema, table in tables:
+        if table_exists(cur, table, schema):
+            name = table if schema == "public" else f"{schema}.{table}"
+            out[name] = _run(cur, "count_rows", table=sql.Identifier(schema, table)).fetchone()[0]
+    return out
 
 
 def _orphans(cur: Cursor) -> list[Check]:
@@ -95,8 +122,9 @@ def _orphans(cur: Cursor) -> list[Check]:
 def _duplicates(cur: Cursor) -> list[Check]:
     """A valid unique index makes duplicates impossible; only unenforced keys are scanned."""
     out = []
+    enforced = unique_keys(cur)
     for key in NATURAL_KEYS:
-        if has_unique(cur, key.table, key.columns):
+        if (key.table, frozenset(key.columns)) in enforced:
             out.append(Check("duplicates", key.table, 0, "0", detail="enforced by a unique key"))
             continue
         repeated, extra, worst = duplicates(cur, key)
@@ -128,10 +156,10 @@ def _constraints(cur: Cursor) -> list[Check]:
                 "" if ok else f"no unique key on {key.table} ({', '.join(key.columns)})",
             )
         )
-    fks = {key: (target, valid) for key, (target, _, valid) in foreign_keys(cur).items()}
+    fks = foreign_keys(cur)
     for ref in REFERENCES:
         found = fks.get((ref.table, ref.column))
-        state = "missing" if not found or found[0] != ref.target else ("valid" if found[1] else "not valid")
+        state = "missing" if not found or found.target != ref.target else ("valid" if found.validated else "not valid")
         out.append(
             Check(
                 "constraint",
@@ -145,32 +173,79 @@ def _constraints(cur: Cursor) -> list[Check]:
     return out
 
 
-def _rows(cur: Cursor, run_id: str | None, limits: dict, counts: dict[str, int]) -> list[Check]:
-    """Row counts against the last successful run: growth and drop, with a minimum baseline."""
-    previous = {subject: float(n) for subject, n in _run(cur, "previous_counts", {"run_id": run_id}).fetchall()}
+def _last_implied(cur: Cursor) -> dict:
+    found = _run(cur, "last_implied").fetchone()
+    return found[0] if found and found[0] else {}
+
+
+def _reconcile(cur: Cursor, implied: dict) -> list[Check]:
+    """Each ETL-owned table against what the files imply, per league: equal, or an error naming both."""
+    if not implied:
+        return []
+    live = {}
+    for code, *figures in _run(cur, "league_counts", {"codes": list(implied)}).fetchall():
+        live[code] = dict(zip(("leagues", "teams", "series", "clubs", "schedule", "series_stats"), figures))
     out = []
-    for table in (*ETL_TABLES, *USER_TABLES):
-        now = counts[table]
+    for code, expected in sorted(implied.items()):
+        have = live.get(code, {})
+        for table in ETL_TABLES:
+            want = 1 if table == "leagues" else expected.get(table, 0)
+            got = have.get(table, 0)
+            what = "active teams" if table == "teams" else f"{table} rows"
+            if table in ("series", "clubs"):
+                what = f"{table} with active teams"
+            out.append(
+                Check(
+                    "reconcile",
+                    f"{table} {code}",
+                    got,
+                    f"= {want} (the files)",
+                    "ok" if got == want else "error",
+                    "" if got == want else f"league {code}: table {table} has {got} {what}, the files imply {want}",
+                )
+            )
+    return out
+
+
+def _previous(cur: Cursor, run_id: str | None) -> dict[str, float]:
+    return {subject: float(n) for subject, n in _run(cur, "previous_counts", {"run_id": run_id}).fetchall()}
+
+
+def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str, int]) -> list[Check]:
+    """Growth against a floor for the tables the sources do not determine; history never shrinks.
+
+    An archive table may grow by what this run archived itself (its steps report it): growth is
+    (rows now - archived by this run) / max(rows after the last successful run, min_baseline), so
+    a clean-up is no alarm and rows piling up from elsewhere are. A table that did not exist at
+    the last successful run had no rows then.
+    """
+    previous = _previous(cur, run_id)
+    out = []
+    for name, now in counts.items():
+        own = 0
+        if run_id and name.startswith("etl_archive."):
+            own = _run(cur, "archived_by", {"run_id": run_id}, archive=sql.Identifier(*name.split("."))).fetchone()[0]
+        before = previous.get(name, 0.0 if previous else None)
         check = Check(
             "rows",
-            table,
+            name,
             now,
-            f"growth < {limits['growth_warn']}x/{limits['growth_error']}x"
-            + (f", drop < {limits['drop_warn']:.0%}/{limits['drop_error']:.0%}" if table in ETL_TABLES else ""),
+            f"growth < {limits.growth_warn:g}x/{limits.growth_error:g}x of max(before, {limits.min_baseline})",
         )
-        before = previous.get(table)
-        if before is not None and before >= limits["min_baseline"]:
-            ratio = now / before
-            lost = 1 - ratio
-            check.detail = f"{int(before)} rows after the last successful run ({ratio:.2f}x)"
-            if ratio >= limits["growth_error"]:
+        if before is not None:
+            ratio = (now - own) / max(before, limits.min_baseline)
+            check.detail = f"{int(before)} rows after the last successful run ({ratio:.2f}x of the floor)"
+            if own:
+                check.detail += f"; {own} of them archived by this run"
+            if ratio >= limits.growth_error:
                 check.status = "error"
-            elif ratio >= limits["growth_warn"]:
+            elif ratio >= limits.growth_warn:
                 check.status = "warn"
-            elif table in ETL_TABLES and lost > limits["drop_error"]:
-                check.status = "error"
-            elif table in ETL_TABLES and lost > limits["drop_warn"]:
-                check.status = "warn"
+            elif name.split(".")[-1] in HISTORY_TABLES and before and now < before:
+                lost = 1 - now / before
+                check.threshold += f", history drop < {limits.drop_warn:.0%}/{limits.drop_error:.0%}"
+                check.detail += f"; {lost:.0%} of its rows are gone"
+                check.status = "error" if lost > limits.drop_error else "warn" if lost > limits.drop_warn else "ok"
         out.append(check)
     return out
 
@@ -184,7 +259,7 @@ def _row_balance(cur: Cursor, run_id: str | None, counts: dict[str, int]) -> lis
             continue
         live = counts[table]
         archived = 0
-        if _run(cur, "table_exists", {"table": f"etl_archive.{table}"}).fetchone()[0]:
+        if f"etl_archive.{table}" in counts:
             archived = _run(
                 cur,
                 "archived_since",
@@ -206,11 +281,46 @@ def _row_balance(cur: Cursor, run_id: str | None, counts: dict[str, int]) -> lis
     return out
 
 
-def _quarantine(cur: Cursor, limits: dict) -> Check:
+def _quarantine(cur: Cursor, limits: Thresholds) -> Check:
     waiting, sample = _run(cur, "quarantine_waiting").fetchone()
-    status = "warn" if waiting >= limits["quarantine_warn"] else "ok"
-    detail = f"{waiting} rows wait for a person (python -m league_import.cli release)" if waiting else ""
-    return Check("quarantine", "etl.quarantine", waiting, f"< {limits['quarantine_warn']}", status, detail, sample)
+    status = "warn" if waiting >= limits.quarantine_warn else "ok"
+    detail = f"{waiting} rows wait for a person: {DECISIONS['quarantine']}" if waiting else ""
+    return Check("quarantine", "etl.quarantine", waiting, f"< {limits.quarantine_warn}", status, detail, sample)
+
+
+def _renames(cur: Cursor, limits: Thresholds) -> Check:
+    waiting, sample = _run(cur, "renames_waiting").fetchone()
+    status = "warn" if waiting >= limits.renames_warn else "ok"
+    detail = f"{waiting} suspected renames await review: {DECISIONS['renames']}" if waiting else ""
+    return Check("renames", "etl.rename_suspects", waiting, f"< {limits.renames_warn}", status, detail, sample)
+
+
+def _freshness(cur: Cursor, run_id: str | None, limits: Thresholds) -> list[Check]:
+    """Per league: how old its files are, and for how many runs in a row they were identical."""
+    out = []
+    today = datetime.now(UTC).date()
+    for code, modified, newest, last_date, same_runs in _run(cur, "freshness", {"run_id": run_id}).fetchall():
+        age_hours = (datetime.now(UTC) - modified).total_seconds() / 3600
+        season_running = isinstance(last_date, date) and last_date >= today
+        problems = []
+        if age_hours > limits.stale_hours:
+            problems.append(f"its newest file is {age_hours:.0f} h old (more than {limits.stale_hours:g} h)")
+        if same_runs > limits.unchanged_nights and season_running:
+            problems.append(
+                f"its files were identical for {same_runs} runs in a row while the schedule runs to {last_date}"
+            )
+        detail = "; ".join(problems) or f"files {age_hours:.0f} h old, newest match {newest}"
+        out.append(
+            Check(
+                "freshness",
+                code,
+                round(age_hours, 1),
+                f"< {limits.stale_hours:g} h, identical for <= {limits.unchanged_nights} runs",
+                "warn" if problems else "ok",
+                f"league {code}: {detail}" + (f" ({DECISIONS['freshness']})" if problems else ""),
+            )
+        )
+    return out
 
 
 def record(conn: Connection, run_id: str, checks: list[Check]) -> None:
@@ -234,13 +344,18 @@ def record(conn: Connection, run_id: str, checks: list[Check]) -> None:
 
 def report(checks: list[Check]) -> dict:
     """The health part of etl.runs.report: status counts, the checks not ok, every figure."""
-    counts = {s: sum(c.status == s for c in checks) for s in ("ok", "warn", "error")}
+    status, counts = rollup(checks)
     return {
-        "status": "error" if counts["error"] else "warn" if counts["warn"] else "ok",
+        "status": status,
         "counts": counts,
         "problems": [asdict(c) for c in checks if c.status != "ok"],
         "figures": {f"{c.check}:{c.subject}": c.figure for c in checks},
     }
+
+
+def decisions_needed(checks: list[Check]) -> list[Check]:
+    """The warnings a person has to act on: quarantined rows, suspected renames, stale sources."""
+    return [c for c in checks if c.status == "warn" and c.check in DECISIONS]
 
 
 def failure_message(checks: list[Check]) -> str:

@@ -1,119 +1,170 @@
-"""Thin Airflow operators: each opens the league_db connection and calls plain functions.
+"""Airflow operators for the pipeline's steps: every input a constructor argument in
+template_fields (as BaseSQLOperator does), execute() thin over league_import.steps.
 
-Heavy modules (pandas, psycopg) are imported inside execute(), so parsing the DAG stays cheap.
-Retries are for what can heal: a lost connection, a lock or serialization conflict, a race with
-the app. Data errors (bad input, a tripped guard, a constraint no step can add) and SQL errors
-that would fail the same way again fail the task at once.
+Heavy modules (psycopg, msgspec, the domain modules) are imported inside execute(), so parsing a
+DAG stays cheap. Errors are decided on the two bases of league_import.errors alone: terminal
+fails the task at once (no retry), transient is raised for Airflow to retry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, BaseOperatorLink, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 CONN_ID = "league_db"
+BASE_FIELDS = ("conn_id", "dry_run")
 
 
 def connect(conn_id: str = CONN_ID):
-    """A psycopg 3 connection from the Airflow connection (PostgresHook uses psycopg 3 when installed)."""
+    """A psycopg 3 connection from the Airflow connection (PostgresHook uses psycopg 3 when
+    installed), set up so that the server frees its locks soon after the task's process dies."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    return PostgresHook(postgres_conn_id=conn_id).get_conn()
+    from league_import.db import guard_session
+
+    return guard_session(PostgresHook(postgres_conn_id=conn_id).get_conn())
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A boolean input, rendered natively or as text ("True", "false")."""
+    from league_import.errors import ConfigError
+
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def airflow_run_state(dag_id: str, run_id: str) -> str | None:
+    """Another run's state, asked of Airflow from inside a task; None when it cannot be asked."""
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        return RuntimeTaskInstance.get_dagrun_state(dag_id, run_id)
+    except Exception:  # noqa: BLE001 (outside a task, or a run Airflow no longer knows: decide by etl.runs)
+        return None
 
 
 def mark_run_failed(context: Context) -> None:
-    """on_failure_callback: the run's row in etl.runs says it failed."""
+    """on_failure_callback: the run's row in etl.runs says it failed (and frees its lease)."""
     from league_import.runs import finish_run
 
     error = context.get("exception")
-    with connect(getattr(context.get("task"), "conn_id", CONN_ID)) as conn:
+    task = context.get("task")
+    with connect(getattr(task, "conn_id", CONN_ID)) as conn:
         finish_run(conn, context["run_id"], "failed", f"{context['task_instance'].task_id}: {error}")
 
 
 class LeagueStepOperator(BaseOperator):
-    """A pipeline step on the league_db connection; records its report in etl.runs."""
+    """A pipeline step on one connection: task lock, schema, run lease, heartbeat, report.
 
-    step: str = ""
+    The report is kept in etl.runs.report under the task id. A run is refused at once while
+    another live run holds the lease; a task of the run that holds it waits a bounded time for
+    the task lock. `finishes_run` closes the run (the last task).
+    """
 
-    def __init__(self, *, conn_id: str = CONN_ID, finishes_run: bool = False, **kwargs: Any) -> None:
+    template_fields: Sequence[str] = BASE_FIELDS
+    ui_color = "#e8f0fb"
+
+    def __init__(
+        self, *, conn_id: str = CONN_ID, dry_run: bool | str = False, finishes_run: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
+        self.dry_run = dry_run
         self.finishes_run = finishes_run
 
     def execute(self, context: Context) -> dict:
-        import psycopg
+        from league_import.errors import HealthCheckError, TerminalError, sorted_database_errors
 
-        from league_import.backup import BackupCountError
-        from league_import.constraints import ConstraintError
-        from league_import.dedup import CopyMismatchError
-        from league_import.health import HealthCheckError
-        from league_import.runs import ConcurrentRunError, claim_run, finish_run, lock_task, record_step
+        try:
+            with sorted_database_errors():
+                return self._execute(context)
+        except HealthCheckError as exc:
+            self._record(context, exc.report)
+            raise AirflowFailException(str(exc)) from exc
+        except TerminalError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    def _execute(self, context: Context) -> dict:
+        from league_import.runs import Heartbeat, check_lease, claim_run, finish_run, lock_task, record_step
         from league_import.schema import ensure_schema
-        from league_import.sources import SourceError
-        from league_import.upsert import DeactivationGuardError
 
-        data_errors = (
-            SourceError,
-            DeactivationGuardError,
-            ConstraintError,
-            BackupCountError,
-            CopyMismatchError,
-            ConcurrentRunError,
-        )
-        transient = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.IntegrityError)
-        params = context["params"]
+        run_id, dag_id = context["run_id"], context["dag"].dag_id
         with connect(self.conn_id) as conn:
-            try:
-                lock_task(conn)
-                ensure_schema(conn)
-                claim_run(conn, context["run_id"])
-                report = self.run_step(conn, params, context["run_id"])
-            except HealthCheckError as exc:
-                record_step(conn, context["run_id"], self.step, exc.report)
-                raise AirflowFailException(str(exc)) from exc
-            except data_errors as exc:
-                raise AirflowFailException(str(exc)) from exc
-            except psycopg.Error as exc:
-                if isinstance(exc, transient):
-                    raise
-                raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-            record_step(conn, context["run_id"], self.step, report)
+            takeover = check_lease(conn, run_id, airflow_run_state)
+            lease = self._lease(conn)
+            lock_task(conn, wait=lease is not None and lease.run_id == run_id)
+            ensure_schema(conn)
+            takeover = claim_run(conn, run_id, dag_id, airflow_run_state) or takeover
+            if takeover:
+                self.log.warning("%s", takeover)
+            with Heartbeat(lambda: connect(self.conn_id), run_id):
+                report = self.run_step(conn, context)
+            if takeover:
+                report["lease_takeover"] = takeover
+            record_step(conn, run_id, self.task_id, report)
             if self.finishes_run:
-                finish_run(conn, context["run_id"], "success")
+                finish_run(conn, run_id, "success")
         return report
 
-    def run_step(self, conn, params: dict, run_id: str) -> dict:
+    @staticmethod
+    def _lease(conn):
+        from league_import.runs import lease
+
+        return lease(conn)
+
+    def _record(self, context: Context, report: dict) -> None:
+        from league_import.runs import record_step
+
+        with connect(self.conn_id) as conn:
+            record_step(conn, context["run_id"], self.task_id, report)
+
+    @property
+    def is_dry_run(self) -> bool:
+        return _flag("dry_run", self.dry_run)
+
+    def run_step(self, conn, context: Context) -> dict:
         raise NotImplementedError
 
 
 class ValidateConstraintsOperator(LeagueStepOperator):
-    """Open the run's etl.runs row, validate sources and params, then check every declared
-    constraint and add the safe ones (league_import.constraints).
+    """Open the run's etl.runs row; read, check and stage every source file once; check every
+    declared constraint and add the safe ones. Every input problem is reported here, before the
+    first write. Configuration (thresholds, notifications) is checked here too."""
 
-    Every task first creates missing tables (league_import.schema), even on a dry run: the
-    run's report needs a place to live.
-    """
+    template_fields: Sequence[str] = (*BASE_FIELDS, "source_dir", "leagues")
 
-    step = "validate_constraints"
+    def __init__(self, *, source_dir: str | None = None, leagues: list[str] | str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source_dir = source_dir
+        self.leagues = leagues
 
-    def run_step(self, conn, params: dict, run_id: str) -> dict:
-        from league_import.constraints import check_constraints, summarize
-        from league_import.runs import start_run
-        from league_import.sources import read_leagues
+    def run_step(self, conn, context: Context) -> dict:
+        from league_import import config
+        from league_import.errors import ConfigError
+        from league_import.steps import validate
 
-        start_run(conn, run_id, bool(params["dry_run"]))
-        leagues = read_leagues(params["source_dir"], params["leagues"])
-        findings = check_constraints(conn, apply=not params["dry_run"])
-        for finding in findings:
-            if finding.state != "present":
-                self.log.info("%s on %s: %s %s", finding.constraint, finding.table, finding.state, finding.action)
-        return {
-            "leagues": [lg.code for lg in leagues],
-            "teams_in_sources": {lg.code: len(lg.teams) for lg in leagues},
-            "constraints": summarize(findings),
-        }
+        config.thresholds(config.airflow_variable(config.THRESHOLDS_VARIABLE))
+        config.notify_settings()
+        folder = config.source_dir(self.source_dir, config.airflow_variable(config.SOURCE_DIR_VARIABLE))
+        leagues = self.leagues if self.leagues not in (None, "", "None") else []
+        if not isinstance(leagues, list):
+            raise ConfigError(f"param leagues: expected an array of league codes, got {leagues!r}")
+        report = validate(
+            conn,
+            context["run_id"],
+            source_dir=folder,
+            leagues=leagues,
+            dry_run=self.is_dry_run,
+            dag_id=context["dag"].dag_id,
+        )
+        self.log.info("staged %s from %s", report["teams_in_sources"], folder)
+        return report
 
 
 class DeduplicateOperator(LeagueStepOperator):
@@ -123,14 +174,13 @@ class DeduplicateOperator(LeagueStepOperator):
     by default every natural key of league_import.catalog, referenced tables first.
     """
 
-    step = "deduplicate"
-    template_fields = ("keys",)
+    template_fields: Sequence[str] = (*BASE_FIELDS, "keys")
 
     def __init__(self, *, keys: list[dict] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.keys = keys
 
-    def run_step(self, conn, params: dict, run_id: str) -> dict:
+    def run_step(self, conn, context: Context) -> dict:
         from league_import.catalog import NATURAL_KEYS, NaturalKey
         from league_import.dedup import deduplicate
 
@@ -140,102 +190,107 @@ class DeduplicateOperator(LeagueStepOperator):
                 NaturalKey(k["table"], tuple(k["columns"]), tuple(map(tuple, k.get("keep_order", ()))))
                 for k in self.keys
             )
-        report = {"dry_run": bool(params["dry_run"]), "tables": {}}
+        report = {"dry_run": self.is_dry_run, "tables": {}}
         for key in keys:
-            result = deduplicate(conn, key, run_id, dry_run=bool(params["dry_run"]))
+            result = deduplicate(conn, key, context["run_id"], dry_run=self.is_dry_run)
             report["tables"][key.table] = result
             if result["duplicates"] or result["unique_added"]:
-                self.log.info(
-                    "%s: %s duplicates removed (%s), unique key added: %s",
-                    key.table,
-                    result["duplicates"],
-                    result["plan"],
-                    result["unique_added"],
-                )
+                self.log.info("%s: %s duplicates removed (%s)", key.table, result["duplicates"], result["plan"])
         return report
 
 
 class BackupOperator(LeagueStepOperator):
-    """Snapshot teams and every user row's team id for this run, and update the team key map."""
+    """Snapshot teams and every user row's team id for this run; record new and re-used ids."""
 
-    step = "backup"
-
-    def run_step(self, conn, params: dict, run_id: str) -> dict:
+    def run_step(self, conn, context: Context) -> dict:
         from league_import.backup import backup
 
-        return backup(conn, run_id, dry_run=bool(params["dry_run"]))
-
-
-class RestoreMappingOperator(LeagueStepOperator):
-    """Orphan repair: every user row whose team id does not exist is mapped or quarantined."""
-
-    step = "restore_mapping"
-
-    def run_step(self, conn, params: dict, run_id: str) -> dict:
-        from league_import.repair import restore_mapping
-
-        report = restore_mapping(conn, run_id, dry_run=bool(params["dry_run"]))
-        self.log.info("orphans: %s, by strategy: %s", report["orphans"], report["by_strategy"])
-        return report
-
-
-class HealthCheckOperator(LeagueStepOperator):
-    """The last task: every check with its figure; errors fail the run, warnings do not.
-
-    Thresholds: the Airflow Variable `league_import_health_thresholds` (JSON), over the defaults
-    in league_import.health. A run allowed to deactivate a larger share of teams
-    (max_deactivation_ratio) is allowed as large a drop in the ETL-owned tables. A dry run
-    reports its checks and does not fail on them: it changed nothing to check. The HTML report
-    goes to LEAGUE_IMPORT_REPORT_DIR (else <AIRFLOW_HOME>/league_import_reports).
-    """
-
-    step = "health_check"
-
-    def run_step(self, conn, params: dict, run_id: str) -> dict:
-        from airflow.sdk import Variable
-
-        from league_import.health import (
-            HealthCheckError,
-            failure_message,
-            format_table,
-            record,
-            report,
-            run_checks,
-            thresholds,
-        )
-        from league_import.report import write_report
-
-        limits = thresholds(Variable.get("league_import_health_thresholds", default={}, deserialize_json=True))
-        limits["drop_error"] = max(limits["drop_error"], float(params["max_deactivation_ratio"]))
-        checks = run_checks(conn, run_id, limits)
-        self.log.info("health checks:\n%s", format_table(checks))
-        record(conn, run_id, checks)
-        run_report = conn.execute("SELECT report FROM etl.runs WHERE run_id = %s", (run_id,)).fetchone()[0]
-        conn.rollback()
-        path = write_report(conn, run_id, checks, run_report, dry_run=bool(params["dry_run"]))
-        self.log.info("health report: %s", path)
-        result = {**report(checks), "report_path": str(path)}
-        if result["status"] == "error" and params["dry_run"]:
-            self.log.warning("dry run: not failing on these checks\n%s", failure_message(checks))
-        elif result["status"] == "error":
-            raise HealthCheckError(failure_message(checks), result)
-        return result
+        return backup(conn, context["run_id"], dry_run=self.is_dry_run)
 
 
 class UpsertTeamsOperator(LeagueStepOperator):
-    """Upsert every selected league: guard first (read-only), then one transaction per league."""
+    """Load every staged league in one transaction: guard first, ids kept, only changes written."""
 
-    step = "upsert_teams"
+    template_fields: Sequence[str] = (*BASE_FIELDS, "max_deactivation_ratio")
 
-    def run_step(self, conn, params: dict, run_id: str) -> dict:
-        from league_import.sources import read_leagues
-        from league_import.upsert import check_deactivation_guard, load_league
+    def __init__(self, *, max_deactivation_ratio: float | str = 0.2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_deactivation_ratio = max_deactivation_ratio
 
-        leagues = read_leagues(params["source_dir"], params["leagues"])
-        plans = check_deactivation_guard(conn, leagues, float(params["max_deactivation_ratio"]))
-        report = {"dry_run": bool(params["dry_run"]), "leagues": {}}
-        for league in leagues:
-            counts = load_league(conn, league, dry_run=bool(params["dry_run"]))
-            report["leagues"][league.code] = {**plans[league.code], **counts}
-            self.log.info("league %s: %s", league.code, counts)
+    def run_step(self, conn, context: Context) -> dict:
+        from league_import.errors import ConfigError
+        from league_import.steps import upsert
+
+        try:
+            ratio = float(self.max_deactivation_ratio)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"param max_deactivation_ratio: {self.max_deactivation_ratio!r} is not a number"
+            ) from None
+        report = upsert(conn, context["run_id"], max_ratio=ratio, dry_run=self.is_dry_run)
+        for code, counts in report["leagues"].items():
+            self.log.info("league %s: %s", code, counts)
+        if report["suspected_renames"]:
+            self.log.warning("%s suspected renames recorded for review", len(report["suspected_renames"]))
         return report
+
+
+class RestoreMappingOperator(LeagueStepOperator):
+    """Orphan repair: every user row whose team id does not exist, or was re-used, is put back or quarantined."""
+
+    def run_step(self, conn, context: Context) -> dict:
+        from league_import.repair import restore_mapping
+
+        report = restore_mapping(conn, context["run_id"], dry_run=self.is_dry_run)
+        self.log.info("rows repaired: %s, by strategy: %s", report["orphans"], report["by_strategy"])
+        return report
+
+
+class HealthReportLink(BaseOperatorLink):
+    """The run's HTML health report (LEAGUE_IMPORT_REPORT_URL when it is served, else the file)."""
+
+    name = "Health report"
+
+    def get_link(self, operator: BaseOperator, *, ti_key) -> str:
+        return getattr(operator, "report_url", "") or ""
+
+
+class HealthCheckOperator(LeagueStepOperator):
+    """The last task: every check with its figure; errors fail the run, warnings that need a
+    person are sent to the notifier; writes the HTML report; publishes the Asset's counts.
+
+    Thresholds: the Airflow Variable `league_import_health_thresholds` (JSON), over the defaults
+    of league_import.config.Thresholds. A dry run reports its checks and does not fail on them.
+    """
+
+    template_fields: Sequence[str] = (*BASE_FIELDS, "report_dir")
+    operator_extra_links = (HealthReportLink(),)
+
+    def __init__(self, *, report_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.report_dir = report_dir
+        self.report_url = ""
+
+    def run_step(self, conn, context: Context) -> dict:
+        from pathlib import Path
+
+        from league_import import config
+        from league_import.notifications import notify_decisions
+        from league_import.report import report_url
+        from league_import.steps import health
+
+        limits = config.thresholds(config.airflow_variable(config.THRESHOLDS_VARIABLE))
+        folder = Path(self.report_dir) if self.report_dir not in (None, "", "None") else None
+        result, decisions = health(conn, context["run_id"], limits=limits, dry_run=self.is_dry_run, report_dir=folder)
+        self.report_url = report_url(Path(result["report_path"]))
+        self.log.info("health: %s; report: %s", result["counts"], self.report_url)
+        if decisions and not self.is_dry_run:
+            notify_decisions(context, decisions)
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {
+                "run_id": context["run_id"],
+                "status": result["status"],
+                **{k: int(v) for k, v in result["figures"].items() if k.startswith("reconcile:teams ")},
+                "decisions_pending": len(decisions),
+            }
+        return result

@@ -1,6 +1,9 @@
-"""The health report as an HTML page per run, with small trend charts of the last runs.
+"""The health report: an HTML page per run, with trend charts of the last runs drawn by Plotly.
 
-Plain HTML with inline SVG: it opens from a file, in any browser, with nothing to load.
+Offline: plotly.js is written once beside the pages (assets/), never loaded from a CDN, so a
+page opens from the file on a machine without internet. The charts carry dates on their axis:
+rows repaired per run by strategy, rows quarantined and released, suspected renames, and rows per
+table. Pending decisions are listed with a link to each in the Airflow UI.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from pathlib import Path
 
 from psycopg import Connection
 
-from league_import.health import Check
+from league_import.health import Check, rollup
 from league_import.sql import statements
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "include" / "templates"
 TREND_RUNS = 30
+ASSET = "plotly-{version}.min.js"
 
 
 def report_dir() -> Path:
@@ -27,23 +31,14 @@ def report_dir() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "league_import_reports"
 
 
-def sparkline(values: list[float], width: int = 210, height: int = 46) -> str:
-    """An inline SVG line of the values, scaled to the box; one value is a flat line."""
-    if not values:
-        empty = '<text x="0" y="28" fill="#8a93a2">no runs yet</text>'
-        return f'<svg width="{width}" height="{height}" role="img">{empty}</svg>'
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    step = width / max(len(values) - 1, 1)
-    points = " ".join(
-        f"{i * step:.1f},{height - 4 - (v - low) / span * (height - 8):.1f}" for i, v in enumerate(values)
-    )
-    last_x, last_y = points.split(" ")[-1].split(",")
-    return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
-        f'<polyline points="{points}" fill="none" stroke="#3b6fd8" stroke-width="2"/>'
-        f'<circle cx="{last_x}" cy="{last_y}" r="3" fill="#3b6fd8"/></svg>'
-    )
+def report_url(path: Path) -> str:
+    """Where a person opens a report: LEAGUE_IMPORT_REPORT_URL (the folder served) + its name, else the file."""
+    base = os.environ.get("LEAGUE_IMPORT_REPORT_URL")
+    return f"{base.rstrip('/')}/{path.name}" if base else path.resolve().as_uri()
+
+
+def airflow_ui() -> str:
+    return (os.environ.get("AIRFLOW__API__BASE_URL") or "http://localhost:8080").rstrip("/")
 
 
 def _fmt(value) -> str:
@@ -51,45 +46,111 @@ def _fmt(value) -> str:
     return f"{int(number):,}" if number.is_integer() else f"{number:,.2f}"
 
 
-def _charts(conn: Connection) -> tuple[list[dict], int]:
+def _rows(conn: Connection, name: str) -> list[tuple]:
     with conn.cursor() as cur:
-        totals = cur.execute(statements("health")["trends"], {"runs": TREND_RUNS}).fetchall()
-        tables = cur.execute(statements("health")["table_trends"], {"runs": TREND_RUNS}).fetchall()
+        found = cur.execute(statements("report")[name], {"runs": TREND_RUNS}).fetchall()
     conn.rollback()
-    series: dict[str, list[float]] = {}
-    for _, _, name, value in totals:
-        series.setdefault(name, []).append(float(value))
-    charts = [
-        {"title": title, "values": series.get(name, [])}
-        for name, title in (("orphans", "orphans"), ("duplicates", "duplicate rows"), ("quarantine", "quarantined"))
+    return found
+
+
+def _figure(title: str, series: dict[str, tuple[list, list]], kind: str = "bar") -> str:
+    """One chart as a Plotly div (plotly.js itself is loaded once by the page)."""
+    from datetime import timedelta
+
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, (x, y) in series.items():
+        if kind == "bar":
+            fig.add_trace(go.Bar(x=x, y=y, name=name, width=0.8 * 86_400_000))  # 0.8 day, in ms
+        else:
+            fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers"))
+    xaxis: dict = {"type": "date", "tickformat": "%b %d"}
+    days = sorted({x for xs, _ in series.values() for x in xs})
+    if kind == "bar" and days:  # whole days, a day of margin: one night is a bar, not the whole width
+        xaxis["range"] = [days[0] - timedelta(days=1), days[-1] + timedelta(days=1)]
+        xaxis["dtick"] = 86_400_000
+    fig.update_layout(
+        title={"text": title, "font": {"size": 13}},
+        barmode="stack",
+        height=260,
+        margin={"l": 40, "r": 10, "t": 36, "b": 30},
+        legend={"font": {"size": 10}},
+        xaxis=xaxis,
+        template="plotly_white",
+    )
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displayModeBar": False})
+
+
+def _series(rows: list[tuple]) -> dict[str, tuple[list, list]]:
+    """(when, name, value) rows -> name: (dates, values)."""
+    out: dict[str, tuple[list, list]] = {}
+    for when, name, value in rows:
+        xs, ys = out.setdefault(name, ([], []))
+        xs.append(when)
+        ys.append(float(value))
+    return out
+
+
+def charts(conn: Connection) -> list[dict]:
+    """The trend charts, each as a Plotly div, and how many runs they cover."""
+    specs = [
+        ("Rows repaired per run, by strategy", "repairs_by_strategy", "bar"),
+        ("Rows quarantined and released", "quarantine_flow", "bar"),
+        ("Suspected renames", "renames_flow", "bar"),
+        ("Rows per table", "rows_per_table", "line"),
     ]
-    per_table: dict[str, list[float]] = {}
-    for subject, _, value in tables:
-        per_table.setdefault(subject, []).append(float(value))
-    charts += [{"title": f"rows: {t}", "values": v} for t, v in per_table.items()]
-    runs = len({r for r, *_ in totals})
-    for chart in charts:
-        chart["svg"] = sparkline(chart["values"])
-        chart["last"] = chart["values"][-1] if chart["values"] else 0
-    return charts, runs
+    out = []
+    for title, query, kind in specs:
+        series = _series(_rows(conn, query))
+        out.append({"title": title, "html": _figure(title, series, kind), "empty": not series})
+    return out
+
+
+def _asset(folder: Path) -> str:
+    """plotly.js beside the pages, written once per version; returns its relative path."""
+    import plotly
+    from plotly.offline import get_plotlyjs
+
+    name = ASSET.format(version=plotly.__version__)
+    target = folder / "assets" / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial_file = target.with_suffix(".tmp")
+        partial_file.write_text(get_plotlyjs(), encoding="utf-8")
+        partial_file.replace(target)
+    return f"assets/{name}"
 
 
 def _steps(run_report: dict) -> list[tuple[str, str]]:
-    """A few of the other steps' counts, for the cards at the top."""
+    """A few of the other steps' counts, for the cards at the top (found by their content)."""
     steps = []
-    upsert = run_report.get("upsert_teams", {}).get("leagues", {})
-    if upsert:
-        steps.append(("teams in sources", _fmt(sum(c["teams_in_sources"] for c in upsert.values()))))
-        steps.append(("teams created", _fmt(sum(c["teams_created"] for c in upsert.values()))))
-        steps.append(("teams deactivated", _fmt(sum(c["teams_deactivated"] for c in upsert.values()))))
-    dedup = run_report.get("deduplicate", {}).get("tables", {})
-    if dedup:
-        steps.append(("duplicates removed", _fmt(sum(t["duplicates"] for t in dedup.values()))))
-    repair = run_report.get("restore_mapping", {})
-    if repair:
-        steps.append(("orphans repaired", _fmt(repair["orphans"] - repair["by_strategy"]["quarantine"])))
-        steps.append(("quarantined", _fmt(repair["by_strategy"]["quarantine"])))
+    for report in run_report.values():
+        if not isinstance(report, dict):
+            continue
+        if "leagues" in report and isinstance(report["leagues"], dict) and "suspected_renames" in report:
+            leagues = report["leagues"].values()
+            steps.append(("teams in sources", _fmt(sum(c["teams_in_sources"] for c in leagues))))
+            steps.append(("teams created", _fmt(sum(c["teams_created"] for c in leagues))))
+            steps.append(("teams deactivated", _fmt(sum(c["teams_deactivated"] for c in leagues))))
+            steps.append(("suspected renames", _fmt(len(report["suspected_renames"]))))
+        if "by_strategy" in report:
+            steps.append(("rows repaired", _fmt(report["orphans"] - report["by_strategy"]["quarantine"])))
+            steps.append(("quarantined", _fmt(report["by_strategy"]["quarantine"])))
+        if "tables" in report and isinstance(report["tables"], dict):
+            steps.append(("duplicates removed", _fmt(sum(t.get("duplicates", 0) for t in report["tables"].values()))))
     return steps
+
+
+def pending_decisions(conn: Connection) -> list[dict]:
+    """Decisions waiting for a person, each with its link in the Airflow UI."""
+    ui = airflow_ui()
+    out = []
+    for kind, item_id, what, link in _rows(conn, "pending_decisions"):
+        out.append(
+            {"kind": kind, "id": item_id, "what": what, "url": f"{ui}{link}" if link else f"{ui}/required_actions"}
+        )
+    return out
 
 
 def write_report(
@@ -104,24 +165,25 @@ def write_report(
     """Render the page to <folder>/health_<run>.html (and latest.html); returns its path."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+    folder = folder or report_dir()
+    folder.mkdir(parents=True, exist_ok=True)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.filters["fmt"] = _fmt
-    charts, runs = _charts(conn)
-    counts = {s: sum(c.status == s for c in checks) for s in ("ok", "warn", "error")}
+    status, counts = rollup(checks)
     html = env.get_template("health_report.html").render(
         run_id=run_id,
         dry_run=dry_run,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        status="error" if counts["error"] else "warn" if counts["warn"] else "ok",
+        status=status,
         counts=counts,
         steps=_steps(run_report),
         problems=[c for c in checks if c.status != "ok"],
         checks=checks,
-        charts=charts,
-        runs=runs,
+        charts=charts(conn),
+        plotly=_asset(folder),
+        decisions=pending_decisions(conn),
+        runs=TREND_RUNS,
     )
-    folder = folder or report_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"health_{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}.html"
     path.write_text(html, encoding="utf-8")
     (folder / "latest.html").write_text(html, encoding="utf-8")

@@ -1,98 +1,208 @@
-"""etl.runs: one row per DAG run with the report of every step (CONTRACT section 5), and the
-locks that keep two runs, or two tasks, from interleaving on one database."""
+"""etl.runs, and the locks that keep two runs, or two tasks, from interleaving on one database.
+
+- The task lock: a session advisory lock a task holds while it works. A task of the run that
+  holds the lease waits for it, a bounded time (TASK_LOCK_WAIT), when something else holds it a
+  moment (a person's decision applied from the CLI); past the bound the try fails as transient
+  and Airflow retries it.
+- The run lease (etl.run_lock): one run at a time, from its first task to its end. Another run
+  is refused at once, naming the holder. A lease whose holder is dead is taken over, and the
+  takeover reported: its run is no longer running (in Airflow, when the task can ask; in
+  etl.runs otherwise), or its heartbeat is older than STALE_LEASE, a bound above the longest
+  retry delay (a task refreshes the heartbeat every HEARTBEAT_SECONDS while it works).
+  `league-import unlock` frees a lease by hand after showing its holder.
+"""
 
 from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from league_import.errors import ConcurrentRunError, LockBusyError
+from league_import.sql import run
+
 TASK_LOCK = 7_412_002  # session advisory lock held by a running task
-STALE_LEASE = "6 hours"  # a lease not refreshed for this long is taken over
+TASK_LOCK_WAIT = "60s"  # how long a task of the lease's run waits for the task lock
+STALE_LEASE = "15 minutes"  # above max_retry_delay (10 min): a healthy run refreshes sooner
+HEARTBEAT_SECONDS = 60
+
+_run = partial(run, "runs")
 
 
-class ConcurrentRunError(RuntimeError):
-    """Another run, or another task, is working on this database."""
-
-
-START = """
-INSERT INTO etl.runs (run_id, dry_run, status) VALUES (%(run_id)s, %(dry_run)s, 'running')
-ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, dry_run = EXCLUDED.dry_run
-"""
-RECORD = """
-UPDATE etl.runs SET report = jsonb_set(report, ARRAY[%(step)s], %(report)s) WHERE run_id = %(run_id)s
-"""
-TRY_TASK_LOCK = "SELECT pg_try_advisory_lock(%(key)s)"
-LOCK_HOLDER = """
-SELECT a.pid, a.application_name, a.backend_start
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.objid = %(key)s AND l.granted
-"""
-CLAIM_LEASE = """
-INSERT INTO etl.run_lock AS l (id, run_id, acquired_at, heartbeat_at) VALUES (1, %(run_id)s, now(), now())
-ON CONFLICT (id) DO UPDATE
-SET run_id = EXCLUDED.run_id,
-    acquired_at = CASE WHEN l.run_id = EXCLUDED.run_id THEN l.acquired_at ELSE now() END,
-    heartbeat_at = now()
-WHERE l.run_id IS NULL
-   OR l.run_id = EXCLUDED.run_id
-   OR l.heartbeat_at < now() - %(stale)s::interval
-   OR NOT EXISTS (SELECT 1 FROM etl.runs r WHERE r.run_id = l.run_id AND r.status = 'running')
-RETURNING run_id
-"""
-LEASE_HOLDER = "SELECT run_id, acquired_at, heartbeat_at FROM etl.run_lock WHERE id = 1"
-RELEASE_LEASE = "UPDATE etl.run_lock SET run_id = NULL WHERE id = 1 AND run_id = %(run_id)s"
-FINISH = """
-INSERT INTO etl.runs AS r (run_id, status, finished_at, report)
-VALUES (%(run_id)s, %(status)s, now(), %(extra)s)
-ON CONFLICT (run_id) DO UPDATE
-SET status = EXCLUDED.status, finished_at = now(), report = r.report || EXCLUDED.report
-"""
-
-
-def start_run(conn: psycopg.Connection, run_id: str, dry_run: bool) -> None:
+def start_run(conn: psycopg.Connection, run_id: str, dry_run: bool, dag_id: str | None = None) -> None:
     with conn.transaction():
-        conn.execute(START, {"run_id": run_id, "dry_run": dry_run})
+        _run(conn.cursor(), "start", {"run_id": run_id, "dry_run": dry_run, "dag_id": dag_id})
 
 
 def record_step(conn: psycopg.Connection, run_id: str, step: str, report: dict) -> None:
-    """Keep a step's report; a retried step replaces its own entry, never appends."""
+    """Keep a step's report under its task id; a retried step replaces its own entry, never appends."""
     with conn.transaction():
-        conn.execute(RECORD, {"run_id": run_id, "step": step, "report": Jsonb(report)})
+        _run(conn.cursor(), "record", {"run_id": run_id, "step": step, "report": Jsonb(report)})
+
+
+def run_report(conn: psycopg.Connection, run_id: str) -> dict:
+    with conn.transaction():
+        found = _run(conn.cursor(), "report", {"run_id": run_id}).fetchone()
+    return found[0] if found else {}
 
 
 def finish_run(conn: psycopg.Connection, run_id: str, status: str, error: str | None = None) -> None:
-    """Close the run; a failure keeps its error text in the report, for operators and alerts."""
+    """Close the run and free its lease; a failure keeps its error text in the report."""
     extra = {"error": error} if error else {}
-    with conn.transaction():
-        conn.execute(FINISH, {"run_id": run_id, "status": status, "extra": Jsonb(extra)})
-        conn.execute(RELEASE_LEASE, {"run_id": run_id})
+    with conn.transaction(), conn.cursor() as cur:
+        _run(cur, "finish", {"run_id": run_id, "status": status, "extra": Jsonb(extra)})
+        _run(cur, "release", {"run_id": run_id})
 
 
-def lock_task(conn: psycopg.Connection) -> None:
-    """Hold the task lock for this connection's life; fail at once if another task holds it."""
-    with conn.transaction():
-        if conn.execute(TRY_TASK_LOCK, {"key": TASK_LOCK}).fetchone()[0]:
+@dataclass(frozen=True)
+class Lease:
+    run_id: str | None
+    dag_id: str | None
+    holder: str | None
+    acquired_at: datetime | None
+    heartbeat_at: datetime | None
+    running: bool
+    stale: bool
+
+    def describe(self) -> str:
+        return (
+            f"run {self.run_id}{f' of {self.dag_id}' if self.dag_id else ''} (since {self.acquired_at:%Y-%m-%d %H:%M}, "
+            f"last heartbeat {self.heartbeat_at:%Y-%m-%d %H:%M:%S}{f', held by {self.holder}' if self.holder else ''})"
+        )
+
+
+def lease(conn: psycopg.Connection) -> Lease | None:
+    """The current lease, or None when no run holds one (or the table does not exist yet)."""
+    with conn.transaction(), conn.cursor() as cur:
+        if cur.execute("SELECT to_regclass('etl.run_lock') IS NULL").fetchone()[0]:
+            return None
+        found = _run(cur, "lease", {"stale": STALE_LEASE}).fetchone()
+    if found is None or found[0] is None:
+        return None
+    return Lease(*found)
+
+
+def dead_reason(held: Lease, run_state: Callable[[str, str], str | None] | None) -> str | None:
+    """Why the lease's holder is dead, or None while it may be alive."""
+    if run_state is not None and held.dag_id:
+        state = run_state(held.dag_id, held.run_id)
+        if state is not None and state not in ("running", "queued"):
+            return f"its Airflow run is {state}"
+    if not held.running:
+        return "its run has ended"
+    if held.stale:
+        return f"no heartbeat for more than {STALE_LEASE}"
+    return None
+
+
+def _refuse(held: Lease, run_id: str) -> ConcurrentRunError:
+    return ConcurrentRunError(
+        f"{held.describe()} is in progress on this database; runs never interleave, so run {run_id} "
+        f"stops without changing anything. A lease is taken over once its run has ended or its heartbeat is "
+        f"older than {STALE_LEASE}; `league-import unlock` frees it by hand."
+    )
+
+
+def check_lease(
+    conn: psycopg.Connection, run_id: str, run_state: Callable[[str, str], str | None] | None = None
+) -> str | None:
+    """Refuse at once while another live run holds the lease; returns why a dead holder's lease
+    may be taken over (None when it is free or ours). Read-only: the claim comes later."""
+    held = lease(conn)
+    if held is None or held.run_id == run_id:
+        return None
+    reason = dead_reason(held, run_state)
+    if reason is None:
+        raise _refuse(held, run_id)
+    return f"took over the lease of {held.describe()}: {reason}"
+
+
+def lock_task(conn: psycopg.Connection, *, wait: bool) -> None:
+    """Hold the task lock for this connection's life.
+
+    With `wait`, wait up to TASK_LOCK_WAIT (this run holds the lease: whatever holds the lock
+    now holds it a moment), then fail as transient; without, fail at once naming the holder.
+    """
+    with conn.transaction(), conn.cursor() as cur:
+        if _run(cur, "try_task_lock", {"key": TASK_LOCK}).fetchone()[0]:
             return
-        holder = conn.execute(LOCK_HOLDER, {"key": TASK_LOCK}).fetchone()
+        holder = _run(cur, "lock_holder", {"key": TASK_LOCK}).fetchone()
     who = (
         f"backend pid {holder[0]} ({holder[1] or 'no application name'}, since {holder[2]:%Y-%m-%d %H:%M})"
         if holder
         else "another session"
     )
-    raise ConcurrentRunError(
-        f"another league_import task is working on this database ({who}); "
-        "tasks never interleave, so this one stops without changing anything"
-    )
+    if not wait:
+        raise ConcurrentRunError(
+            f"another league_import task is working on this database ({who}); "
+            "tasks never interleave, so this one stops without changing anything"
+        )
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(f"SET LOCAL lock_timeout = '{TASK_LOCK_WAIT}'")
+            _run(cur, "task_lock", {"key": TASK_LOCK})
+    except psycopg.errors.LockNotAvailable:
+        raise LockBusyError(
+            f"the task lock was held by {who} for more than {TASK_LOCK_WAIT}; this try stops and is retried"
+        ) from None
 
 
-def claim_run(conn: psycopg.Connection, run_id: str) -> None:
-    """Take or refresh the run lease; fail at once while another run holds it."""
-    with conn.transaction():
-        if conn.execute(CLAIM_LEASE, {"run_id": run_id, "stale": STALE_LEASE}).fetchone():
-            return
-        holder, since, beat = conn.execute(LEASE_HOLDER).fetchone()
-    raise ConcurrentRunError(
-        f"run {holder} is in progress on this database (since {since:%Y-%m-%d %H:%M}, last seen "
-        f"{beat:%H:%M}); runs never interleave, so run {run_id} stops without changing anything. "
-        f"A lease not refreshed for {STALE_LEASE} is taken over."
-    )
+def claim_run(
+    conn: psycopg.Connection,
+    run_id: str,
+    dag_id: str | None = None,
+    run_state: Callable[[str, str], str | None] | None = None,
+) -> str | None:
+    """Take or refresh the run lease under the task lock; returns a takeover message, if any."""
+    with conn.transaction(), conn.cursor() as cur:
+        _run(cur, "lease_for_update")
+        held = lease(conn)
+        takeover = None
+        if held is not None and held.run_id != run_id:
+            reason = dead_reason(held, run_state)
+            if reason is None:
+                raise _refuse(held, run_id)
+            takeover = f"took over the lease of {held.describe()}: {reason}"
+        holder = f"{socket.gethostname()} pid {os.getpid()}"
+        _run(cur, "claim", {"run_id": run_id, "dag_id": dag_id, "holder": holder})
+    return takeover
+
+
+class Heartbeat:
+    """Refreshes the lease's heartbeat every HEARTBEAT_SECONDS on a connection of its own, while a
+    task works (a long step is never mistaken for a dead one)."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection], run_id: str, every: float = HEARTBEAT_SECONDS):
+        self._connect, self._run_id, self._every = connect, run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="league-import-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                with self._connect() as conn:
+                    _run(conn.cursor(), "heartbeat", {"run_id": self._run_id})
+                    conn.commit()
+            except psycopg.Error:
+                pass  # a missed beat is harmless; the task itself reports a lost database
+
+
+def free_lease(conn: psycopg.Connection, run_id: str, why: str) -> None:
+    """Free a lease by hand (league-import unlock) and mark its run failed."""
+    with conn.transaction(), conn.cursor() as cur:
+        _run(cur, "free", {"run_id": run_id, "why": why})

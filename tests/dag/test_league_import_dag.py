@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import CONF, LEAGUE, REPO, copy_demo, read, snapshot, team_ids, write
+from helpers import CONF, LEAGUE, REPO, copy_demo, one, read, snapshot, team_ids, write
 
 from league_import.sources import SCHEDULE_FILE, STATS_FILE
 
@@ -43,13 +43,33 @@ def test_wiring(league_dag):
     params = league_dag.params
     assert params["leagues"] == [] and params["dry_run"] is False
     assert params["max_deactivation_ratio"] == 0.2
-    assert params["source_dir"].endswith("include/demo_data")
+    assert params["source_dir"] is None  # scheduled runs read the configured folder, never the demo data
     assert [a.uri for a in league_dag.get_task("health_check").outlets] == ["league-import://league_db/public/teams"]
     declared = {name: league_dag.params.get_param(name) for name in params}
-    assert declared["source_dir"].schema["type"] == "string"
-    assert declared["leagues"].schema["type"] == "array" and declared["dry_run"].schema["type"] == "boolean"
-    assert declared["max_deactivation_ratio"].schema == {"type": "number", "minimum": 0, "maximum": 1}
-    assert all(p.description for p in declared.values())
+    assert declared["source_dir"].schema["type"] == ["null", "string"]
+    assert declared["leagues"].schema["type"] == ["null", "array"]  # optional in the form
+    assert declared["dry_run"].schema["type"] == "boolean"
+    assert {k: declared["max_deactivation_ratio"].schema[k] for k in ("type", "minimum", "maximum")} == {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+    }
+    assert all(p.description and p.schema.get("title") for p in declared.values())
+
+
+def test_what_operators_see(league_dag):
+    """Owner, description and docs, and every input of every task a rendered template field."""
+    assert league_dag.owner == "league-import" and league_dag.description and league_dag.doc_md
+    for task in league_dag.tasks:
+        assert task.owner == "league-import"
+        assert task.doc_md and "Reads:" in task.doc_md and "Changes:" in task.doc_md and "Recover:" in task.doc_md
+        assert task.execution_timeout is not None
+        assert {"conn_id", "dry_run"} <= set(task.template_fields)
+        assert task.dry_run == "{{ params.dry_run }}"
+    validate = league_dag.get_task("validate_constraints")
+    assert (validate.source_dir, validate.leagues) == ("{{ params.source_dir }}", "{{ params.leagues }}")
+    assert league_dag.get_task("upsert_teams").max_deactivation_ratio == "{{ params.max_deactivation_ratio }}"
+    assert [link.name for link in league_dag.get_task("health_check").operator_extra_links] == ["Health report"]
 
 
 def test_parsing_the_dag_file_stays_light():
@@ -72,10 +92,13 @@ def test_run_on_demo_data_twice_keeps_ids(league_dag, db_uri):
     assert status == "success"
     assert report["upsert_teams"]["leagues"][LEAGUE]["teams_created"] == 537
     assert report["validate_constraints"]["teams_in_sources"] == {LEAGUE: 537}
+    assert report["health_check"]["status"] == "ok", report["health_check"]["problems"]
     with psycopg.connect(db_uri) as conn:
         first = team_ids(conn)
         assert run(league_dag).state == "success"
         assert team_ids(conn) == first
+        # The run's stage is gone once it ended.
+        assert conn.execute("SELECT count(*) FROM etl.stages").fetchone()[0] == 0
     status, report = latest_run(db_uri)
     counts = report["upsert_teams"]["leagues"][LEAGUE]
     assert (counts["teams_created"], counts["teams_updated"], counts["teams_unchanged"]) == (0, 0, 537)
@@ -111,7 +134,7 @@ def corrupt(src, case):
     stats, schedule = read(src, STATS_FILE), read(src, SCHEDULE_FILE)
     if case == "malformed_json":
         (src / LEAGUE / STATS_FILE).write_text('[{"series": "Series 1", "team": ]')
-        return "series_stats.json: malformed JSON at line 1 column 33"
+        return "series_stats.json: malformed JSON at line 1 column 33: invalid character"
     if case == "missing_field":
         del schedule[17]["away_team"]
         write(src, SCHEDULE_FILE, schedule)
@@ -132,8 +155,42 @@ def corrupt(src, case):
         return "NSTF: league folder has neither series_stats.json nor schedules.json"
     if case == "file_over_the_size_limit":
         with (src / LEAGUE / SCHEDULE_FILE).open("r+b") as big:
-            big.truncate(100 * 1024 * 1024)  # 100 MB, refused before it is read
-        return "schedules.json: 104,857,600 bytes is over the limit of 52,428,800 bytes per file"
+            big.truncate(100 * 1024 * 1024)  # 100 MB, refused while it is read
+        return "schedules.json: more than the limit of 52,428,800 bytes per file; refused"
+    if case == "duplicated_match":
+        write(src, SCHEDULE_FILE, [*schedule, schedule[40]])
+        return f"schedules.json: record {len(schedule)}: the same match as record 40"
+    if case == "integer_beyond_the_column":
+        stats[3]["points"] = 2**40
+        write(src, STATS_FILE, stats)
+        return "series_stats.json: record 3: field 'points' must be a whole number between"
+    if case == "nul_character":
+        stats[6]["team"] = "Glen\u0000Ellyn 6"
+        write(src, STATS_FILE, stats)
+        return "series_stats.json: record 6: field 'team' contains a NUL character"
+    if case == "name_too_long":
+        schedule[9]["home_team"] = "X" * 3000
+        write(src, SCHEDULE_FILE, schedule)
+        return "schedules.json: record 9: field 'home_team' is 3,000 characters long, over the limit of 200"
+    if case == "label_of_only_a_prefix":
+        schedule[11]["series"] = "Series"
+        write(src, SCHEDULE_FILE, schedule)
+        return "schedules.json: record 11: field 'series': series label 'Series' names no series"
+    if case == "float_in_one_record":
+        stats[7]["matches"]["won"] = 2.5
+        write(src, STATS_FILE, stats)
+        return "series_stats.json: record 7: field 'matches.won' must be a whole number, got 2.5"
+    if case == "deeply_nested_json":
+        (src / LEAGUE / STATS_FILE).write_text("[" + json.dumps(stats[0])[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}]")
+        return "series_stats.json: record 0: JSON nested too deeply"
+    if case == "folder_where_a_file_should_be":
+        (src / LEAGUE / STATS_FILE).unlink()
+        (src / LEAGUE / STATS_FILE).mkdir()
+        return "series_stats.json: not a regular file (a folder)"
+    if case == "fifo_where_a_file_should_be":
+        (src / LEAGUE / SCHEDULE_FILE).unlink()
+        os.mkfifo(src / LEAGUE / SCHEDULE_FILE)
+        return "schedules.json: not a regular file (a FIFO)"
     raise AssertionError(case)
 
 
@@ -145,6 +202,16 @@ BAD_INPUT = [
     "empty_array",
     "folder_without_files",
     "file_over_the_size_limit",
+    # found after writing by the first release (issue 10): now refused before the first write
+    "duplicated_match",
+    "integer_beyond_the_column",
+    "nul_character",
+    "name_too_long",
+    "label_of_only_a_prefix",
+    "float_in_one_record",
+    "deeply_nested_json",
+    "folder_where_a_file_should_be",
+    "fifo_where_a_file_should_be",
 ]
 
 
@@ -155,11 +222,14 @@ def test_bad_input_fails_clearly_and_changes_nothing(league_dag, db_uri, tmp_pat
     message = corrupt(src, case)
     with psycopg.connect(db_uri) as conn:
         before = snapshot(conn)
-        assert run(league_dag, source_dir=str(src)).state == "failed"
+        dag_run = run(league_dag, source_dir=str(src))
+        assert dag_run.state == "failed"
         assert snapshot(conn) == before
     status, report = latest_run(db_uri)
     assert status == "failed"
     assert message in report["error"] and report["error"].startswith("validate_constraints: ")
+    tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+    assert tries["validate_constraints"] == 1  # terminal: refused once, never retried
 
 
 def test_missing_source_dir(league_dag, db_uri, tmp_path):
@@ -199,6 +269,7 @@ def test_guard_names_the_param_and_a_raised_ratio_passes(league_dag, db_uri, tmp
         assert snapshot(conn) == before
         _, report = latest_run(db_uri)
         assert "upsert_teams: league APTA_CHICAGO: this run would deactivate 237 of 537" in report["error"]
+        assert one(conn, "SELECT to_regclass('etl_archive.schedule')") is None  # nothing archived either
         assert "max_deactivation_ratio" in report["error"]
         assert run(league_dag, source_dir=str(src), max_deactivation_ratio=1.0).state == "success"
         assert conn.execute("SELECT count(*) FROM teams WHERE NOT is_active").fetchone()[0] == 237
@@ -206,7 +277,8 @@ def test_guard_names_the_param_and_a_raised_ratio_passes(league_dag, db_uri, tmp
 
 def test_airflow_dags_test_cli_exit_codes(airflow_db, db_uri, tmp_path):
     """CONTRACT section 2: `airflow dags test league_import -c ...` exits non-zero when the run fails."""
-    ok = subprocess.run([AIRFLOW, "dags", "test", "league_import", "-c", "{}"], capture_output=True, text=True)
+    conf = json.dumps({"source_dir": CONF["source_dir"]})
+    ok = subprocess.run([AIRFLOW, "dags", "test", "league_import", "-c", conf], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
     conf = json.dumps({"source_dir": str(tmp_path / "missing")})
     bad = subprocess.run([AIRFLOW, "dags", "test", "league_import", "-c", conf], capture_output=True, text=True)
@@ -252,7 +324,7 @@ def test_a_second_run_or_task_fails_fast_and_changes_nothing(league_dag, db_uri)
         )
         assert run(league_dag).state == "failed"
         _, report = latest_run(db_uri)
-        assert "run other-deployment-run is in progress on this database" in report["error"]
+        assert "run other-deployment-run" in report["error"] and "is in progress on this database" in report["error"]
         assert snapshot(conn) == before
         # Once that run has ended (or its lease went stale), the next run proceeds.
         other.execute("UPDATE etl.runs SET status = 'failed' WHERE run_id = 'other-deployment-run'")

@@ -1,0 +1,199 @@
+"""`make demo`: the pipeline's story on the bundled season, in a throwaway Airflow.
+
+Night 1 imports the season; a few user rows are written (a poll, captain messages, practice
+times, memberships); the old system's id churn is replayed (triggers off, every team deleted and
+re-inserted with new ids); night 2 repairs it. The summary says what was repaired by which
+strategy and what waits in quarantine for a person.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+from league_import.embedded import REPO, target_uri
+
+DEMO_HOME = REPO / ".demo" / "airflow"
+DEMO_DATA = REPO / "include" / "demo_data"
+STRATEGIES = ("key_map", "restored_team", "content", "user_context", "quarantine")
+
+SEED = """
+INSERT INTO users (id, email) VALUES
+    (9001, 'captain.one@example.com'), (9002, 'captain.two@example.com'), (9003, 'captain.three@example.com')
+ON CONFLICT DO NOTHING;
+INSERT INTO team_memberships (user_id, team_id, is_primary)
+SELECT u.id, t.id, true FROM (VALUES (9001, 1), (9002, 2), (9003, 3)) u(id, n)
+JOIN (SELECT id, row_number() OVER (ORDER BY id) AS n FROM teams WHERE is_active) t USING (n)
+ON CONFLICT DO NOTHING;
+INSERT INTO polls (id, team_id, created_by, question)
+SELECT 9001, team_id, user_id, 'Who can play Saturday?' FROM team_memberships WHERE user_id = 9001
+ON CONFLICT DO NOTHING;
+INSERT INTO captain_messages (id, team_id, captain_user_id, message)
+SELECT user_id, team_id, user_id, 'Bring new balls on Tuesday' FROM team_memberships
+WHERE user_id BETWEEN 9001 AND 9003
+ON CONFLICT DO NOTHING;
+INSERT INTO practice_times (id, team_id, day_of_week, start_time, end_time, location, league_id)
+SELECT m.user_id, m.team_id, 'Thursday', '19:00', '20:30', 'Court 2', t.league_id
+FROM team_memberships m JOIN teams t ON t.id = m.team_id WHERE m.user_id BETWEEN 9001 AND 9003
+ON CONFLICT DO NOTHING;
+"""
+# A poll written by nobody on a team id nobody knows: no strategy can place it.
+UNPLACEABLE = "INSERT INTO polls (id, team_id, question) VALUES (9009, 999999, 'Lineup?') ON CONFLICT DO NOTHING"
+
+
+def replay_old_etl_churn(conn: psycopg.Connection, delete_outright=(), only_active: bool = False) -> None:
+    """What the old ETL did: foreign-key triggers off, every team deleted and re-inserted with new
+    ids, some teams not re-inserted at all (needs a role allowed session_replication_role)."""
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("CREATE TEMP TABLE churned AS SELECT * FROM teams ORDER BY id")
+    conn.execute("DELETE FROM teams")
+    conn.execute(
+        """INSERT INTO teams (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
+           SELECT league_id, club_id, series_id, team_name, team_key, sub_team, is_active FROM churned
+           WHERE team_name <> ALL (%s) AND (is_active OR NOT %s) ORDER BY id""",
+        (list(delete_outright), only_active),
+    )
+    conn.execute("DROP TABLE churned")
+    conn.execute("SET session_replication_role = origin")
+    conn.commit()
+
+
+def airflow_env(home: Path, league_uri: str) -> dict[str, str]:
+    """The environment for a self-contained Airflow: its own home, our DAGs and plugins, no examples."""
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW_CONN_LEAGUE_DB": league_uri,
+        "LEAGUE_IMPORT_REPORT_DIR": os.environ.get("LEAGUE_IMPORT_REPORT_DIR", str(home.parent / "reports")),
+    }
+
+
+def run_dag(home: Path, league_uri: str, conf: dict, log: Path) -> int:
+    """`airflow db migrate` once per home, then `airflow dags test`; output appended to `log`."""
+    env = airflow_env(home, league_uri)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    home.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        if not (home / "airflow.db").exists():
+            subprocess.run([airflow, "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+        cmd = [airflow, "dags", "test", "league_import", "-c", json.dumps(conf)]
+        return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+
+
+def latest_run(conn: psycopg.Connection) -> dict | None:
+    row = conn.execute(
+        "SELECT run_id, status, dry_run, report FROM etl.runs ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    conn.rollback()
+    return None if row is None else dict(zip(("run_id", "status", "dry_run", "report"), row))
+
+
+def _step(report: dict, marker: str) -> dict:
+    """A step's report, found by what it holds (reports are keyed by task id)."""
+    return next((r for r in report.values() if isinstance(r, dict) and marker in r), {})
+
+
+def summarize(run: dict) -> str:
+    """A short human summary of one run: teams per league, schedule rows, repairs, errors."""
+    lines = [f"run {run['run_id']}: {run['status']}{' (dry run, nothing written)' if run['dry_run'] else ''}"]
+    upsert = _step(run["report"], "suspected_renames")
+    for code, c in upsert.get("leagues", {}).items():
+        kept = c["teams_in_sources"] - c["teams_created"]
+        lines.append(
+            f"  {code}: {c['teams_in_sources']} teams - {c['teams_created']} created, {kept} kept "
+            f"({c['teams_updated']} updated), {c['teams_deactivated']} deactivated; "
+            f"schedule {c['schedule_created']} new, {c['schedule_updated']} changed, {c['schedule_deleted']} gone; "
+            f"stats {c['stats_created']} new, {c['stats_updated']} changed"
+        )
+    if not upsert:
+        lines.append("  no upsert report: the run stopped before upsert_teams")
+    repair = _step(run["report"], "by_strategy")
+    if repair.get("orphans"):
+        done = ", ".join(f"{n} by {s}" for s, n in repair["by_strategy"].items() if n)
+        lines.append(f"  rows repaired: {repair['orphans']} ({done})")
+    if run["report"].get("error"):
+        lines.append(f"  error: {run['report']['error']}")
+    return "\n".join(lines)
+
+
+def run_demo() -> int:
+    started = time.monotonic()
+    uri = target_uri()
+    log = REPO / ".demo" / "dags_test.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    where = (
+        "AIRFLOW_CONN_LEAGUE_DB" if os.environ.get("AIRFLOW_CONN_LEAGUE_DB") else "embedded PostgreSQL in .demo/pgdata"
+    )
+    print(f"league_db: {where}; Airflow logs: .demo/dags_test.log")
+    conf = {"source_dir": str(DEMO_DATA)}
+
+    print("night 1: airflow dags test league_import (the bundled season)")
+    code = run_dag(DEMO_HOME, uri, conf, log)
+    with psycopg.connect(uri) as conn:
+        print(summarize(latest_run(conn)))
+        if code:
+            return _failed(code, log)
+        conn.execute(SEED)
+        conn.commit()
+        print("the app writes: 3 captains, their memberships, a poll, 3 captain messages, 3 practice times")
+        try:
+            replay_old_etl_churn(conn)
+            conn.execute("SET session_replication_role = replica")
+            conn.execute(UNPLACEABLE)
+            conn.commit()
+        except psycopg.errors.InsufficientPrivilege:
+            conn.rollback()
+            print("(the id churn replay needs a role allowed session_replication_role: skipped)")
+        else:
+            orphans = conn.execute(
+                "SELECT (SELECT count(*) FROM polls WHERE team_id NOT IN (SELECT id FROM teams))"
+                " + (SELECT count(*) FROM captain_messages WHERE team_id NOT IN (SELECT id FROM teams))"
+                " + (SELECT count(*) FROM practice_times WHERE team_id NOT IN (SELECT id FROM teams))"
+                " + (SELECT count(*) FROM team_memberships WHERE team_id NOT IN (SELECT id FROM teams))"
+            ).fetchone()[0]
+            conn.rollback()
+            print(f"the old system's nightly ETL re-creates every team with new ids: {orphans} user rows orphaned")
+
+    print("night 2: airflow dags test league_import")
+    code = run_dag(DEMO_HOME, uri, conf, log)
+    with psycopg.connect(uri) as conn:
+        run = latest_run(conn)
+        print(summarize(run))
+        repaired = conn.execute(
+            "SELECT strategy, table_name, count(*) FROM etl.repairs WHERE run_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
+            (run["run_id"],),
+        ).fetchall()
+        for strategy, table, n in repaired:
+            print(f"  repaired by {strategy}: {n} {table}")
+        waiting = conn.execute(
+            "SELECT table_name, row_id, reason FROM etl.quarantine WHERE resolved_at IS NULL ORDER BY id"
+        ).fetchall()
+        conn.rollback()
+    for table, row, reason in waiting:
+        print(f"  waits in quarantine: {table} row {row}: {reason}")
+    if waiting:
+        print("  a person decides with: league-import review list / league-import review decide ITEM OPTION")
+    report = _step(run["report"], "report_path").get("report_path")
+    if report:
+        print(f"health report: {report}")
+    if code:
+        return _failed(code, log)
+    print(f"errors: none ({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+def _failed(code: int, log: Path) -> int:
+    print(f"errors: the DAG run failed (exit {code}); last lines of {log}:", file=sys.stderr)
+    print("".join(log.read_text().splitlines(keepends=True)[-25:]), file=sys.stderr)
+    return code
