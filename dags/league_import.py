@@ -16,8 +16,9 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, CronTriggerTimetable, Param, dag
+from airflow.sdk import CronTriggerTimetable, Param, dag
 
+from league_import.assets import TEAMS
 from league_import.notifications import failure_notifier
 from league_import.operators import (
     BackupOperator,
@@ -29,8 +30,6 @@ from league_import.operators import (
     mark_run_failed,
 )
 
-# Updated when a run succeeds (its health check passed); its extra carries the run's counts.
-TEAMS = Asset(name="league_teams", uri="league-import://league_db/public/teams")
 CONN_ID = "league_db"
 DRY_RUN = "{{ params.dry_run }}"
 RECOVER = (

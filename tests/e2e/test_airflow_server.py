@@ -1,147 +1,50 @@
 """A real Airflow, as operators run it: scheduler, dag-processor, api-server and triggerer
 (`airflow standalone`, LocalExecutor) on loopback, with PostgreSQL as its metadata database.
-The DAG is unpaused and triggered through the REST API with a conf, as the UI form does, and
-through the UI itself in headless Chromium."""
+The DAG is unpaused and triggered through the REST API with a conf, as the UI form does, through
+the UI itself in headless Chromium, and by the scheduler itself (every minute, for the test)."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
-
 import psycopg
 import pytest
-from helpers import CHROMIUM, CHROMIUM_FLAGS, REPO
-from psycopg import sql
+from helpers import CHROMIUM, CHROMIUM_FLAGS, FRESH_DEMO
+from live_airflow import IMPORT_TASKS, Airflow, wait_for
 
 pytestmark = pytest.mark.e2e
-
-AIRFLOW = Path(sys.executable).with_name("airflow")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sqlalchemy_url(uri: str, dbname: str) -> str:
-    """The same server for SQLAlchemy and psycopg 3; a Unix socket folder goes in ?host=."""
-    parts = urlsplit(uri)
-    user = f"{parts.username}{f':{parts.password}' if parts.password else ''}@"
-    host = unquote(parts.hostname or "")
-    if host.startswith("/"):
-        return f"postgresql+psycopg://{user}/{dbname}?host={host}"
-    return f"postgresql+psycopg://{user}{parts.hostname}:{parts.port or 5432}/{dbname}"
-
-
-def api(base: str, method: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{base}/api/v2{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"{}")
-
-
-def wait_for(what: str, check, timeout: float, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-            if found:
-                return found
-        except OSError:
-            pass
-        time.sleep(2)
-    raise AssertionError(f"timed out waiting for {what}; last lines of {log}:\n" + log.read_text()[-3000:])
 
 
 @pytest.fixture(scope="module")
 def airflow(pg_server, tmp_path_factory):
-    """`airflow standalone` with its own home, PostgreSQL metadata and a fresh league database."""
-    home = tmp_path_factory.mktemp("airflow-e2e")
-    meta, league = f"meta_{uuid.uuid4().hex[:8]}", f"league_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        for name in (meta, league):
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    from conftest import with_database
-
-    port = free_port()
-    league_uri = with_database(pg_server, league)
-    env = {
-        **os.environ,
-        "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ['PATH']}",  # standalone starts `airflow ...`
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(pg_server, meta),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # a test server on loopback only
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW_CONN_LEAGUE_DB": league_uri,
-        "PYTHONPATH": str(REPO / "plugins"),
-    }
-    log = home / "standalone.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(AIRFLOW), "standalone"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for("the api-server", lambda: api(base, "GET", "/version"), 180, log)
-        wait_for("league_import to be parsed", lambda: api(base, "GET", "/dags/league_import"), 120, log)
-        api(base, "PATCH", "/dags/league_import", {"is_paused": False})
-        yield {"base": base, "league_uri": league_uri, "log": log}
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # standalone and every component it started
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # a component still shutting down once standalone has gone
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        with psycopg.connect(pg_server, autocommit=True) as admin:
-            for name in (meta, league):
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def wait_for_run(airflow, run_id: str) -> str:
-    def finished():
-        state = api(airflow["base"], "GET", f"/dags/league_import/dagRuns/{run_id}")["state"]
-        return state if state in ("success", "failed") else None
-
-    return wait_for(f"run {run_id}", finished, 300, airflow["log"])
+    with Airflow(pg_server, tmp_path_factory.mktemp("airflow-e2e")) as server:
+        server.wait_for_dag("league_import")
+        yield server
 
 
 def test_rest_api_trigger_runs_the_dag_to_success(airflow):
-    run = api(airflow["base"], "POST", "/dags/league_import/dagRuns", {"logical_date": None, "conf": {"leagues": []}})
+    run = airflow.api(
+        "POST", "/dags/league_import/dagRuns", {"logical_date": None, "conf": {"source_dir": str(FRESH_DEMO)}}
+    )
     assert run["logical_date"] is None  # keyed on run_id, as every step is
-    assert wait_for_run(airflow, run["dag_run_id"]) == "success"
-    tasks = api(airflow["base"], "GET", f"/dags/league_import/dagRuns/{run['dag_run_id']}/taskInstances")
-    assert {t["task_id"]: t["state"] for t in tasks["task_instances"]} == {
-        t: "success"
-        for t in ("validate_constraints", "deduplicate", "backup", "upsert_teams", "restore_mapping", "health_check")
-    }
-    with psycopg.connect(airflow["league_uri"]) as conn:
+    assert airflow.wait_for_run("league_import", run["dag_run_id"]) == "success"
+    tasks = airflow.task_instances("league_import", run["dag_run_id"])
+    assert {t["task_id"]: t["state"] for t in tasks} == {t: "success" for t in IMPORT_TASKS}
+    with psycopg.connect(airflow.league_uri) as conn:
         assert conn.execute("SELECT count(*) FROM teams WHERE is_active").fetchone()[0] == 537
         status, report = conn.execute(
             "SELECT status, report FROM etl.runs WHERE run_id = %s", (run["dag_run_id"],)
         ).fetchone()
     assert status == "success" and report["health_check"]["status"] == "ok"
+    # The rendered-template view shows what each task ran with.
+    rendered = airflow.api(
+        "GET", f"/dags/league_import/dagRuns/{run['dag_run_id']}/taskInstances/validate_constraints"
+    )["rendered_fields"]
+    assert rendered["source_dir"] == str(FRESH_DEMO) and rendered["dry_run"] is False
+    # The health report is linked from its task (an operator extra link).
+    links = airflow.api("GET", f"/dags/league_import/dagRuns/{run['dag_run_id']}/taskInstances/health_check/links")
+    assert links["extra_links"]["Health report"].endswith(".html")
+    # The Asset event carries the run's counts.
+    events = airflow.api("GET", "/assets/events?limit=5")["asset_events"]
+    assert events[-1]["extra"]["run_id"] == run["dag_run_id"] and events[-1]["extra"]["status"] == "ok"
 
 
 def test_ui_trigger_form_shows_the_params_and_runs_a_dry_run(airflow):
@@ -151,18 +54,19 @@ def test_ui_trigger_form_shows_the_params_and_runs_a_dry_run(airflow):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"{airflow['base']}/dags/league_import", wait_until="networkidle")
+        page.goto(f"{airflow.base}/dags/league_import", wait_until="networkidle")
         page.get_by_role("button", name="Trigger").first.click()
         form = page.get_by_role("dialog")
         for text in (
-            "source_dir",
-            "leagues",
-            "dry_run",
-            "max_deactivation_ratio",
+            "Source folder",
+            "Leagues",
+            "Dry run",
+            "Max deactivation ratio",
             "Compute and report everything, change nothing (all writes rolled back).",
             "A new season needs 1.0.",
         ):
             assert form.get_by_text(text, exact=False).first.is_visible(), text
+        form.locator("input[name='element_source_dir']").fill(str(FRESH_DEMO))
         dry_run = form.locator("input[name='element_dry_run']")
         dry_run.locator("xpath=..").click()  # the switch's label; the input itself is hidden
         assert dry_run.is_checked()
@@ -171,9 +75,50 @@ def test_ui_trigger_form_shows_the_params_and_runs_a_dry_run(airflow):
         run = posted.value.json()
         browser.close()
     assert run["conf"]["dry_run"] is True
-    assert wait_for_run(airflow, run["dag_run_id"]) == "success"
-    with psycopg.connect(airflow["league_uri"]) as conn:
+    assert airflow.wait_for_run("league_import", run["dag_run_id"]) == "success"
+    with psycopg.connect(airflow.league_uri) as conn:
         dry, report = conn.execute(
             "SELECT dry_run, report FROM etl.runs WHERE run_id = %s", (run["dag_run_id"],)
         ).fetchone()
     assert dry is True and report["upsert_teams"]["dry_run"] is True
+
+
+def _scheduled_runs(server: Airflow) -> list[dict]:
+    runs = server.api("GET", "/dags/league_import/dagRuns?order_by=-start_date&limit=10")["dag_runs"]
+    return [r for r in runs if r["run_type"] == "scheduled"]
+
+
+def test_a_scheduled_run_never_reads_the_demo_data(pg_server, tmp_path_factory):
+    """Unpaused with neither the Variable nor the environment variable set, the scheduler's run
+    fails at once naming both; with the Variable set, the next scheduled run imports that folder."""
+    env = {"LEAGUE_IMPORT_SCHEDULE": "* * * * *", "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1"}
+    with Airflow(pg_server, tmp_path_factory.mktemp("airflow-scheduled"), env=env) as server:
+        server.wait_for_dag("league_import")
+        first = wait_for("a scheduled run", lambda: _scheduled_runs(server), 150, server.log)[-1]
+        assert server.wait_for_run("league_import", first["dag_run_id"]) == "failed"
+        tries = {
+            t["task_id"]: (t["state"], t["try_number"])
+            for t in server.task_instances("league_import", first["dag_run_id"])
+        }
+        assert tries["validate_constraints"] == ("failed", 1)  # at once: no retry
+        with psycopg.connect(server.league_uri) as conn:
+            error = conn.execute("SELECT report->>'error' FROM etl.runs WHERE run_id = %s", (first["dag_run_id"],))
+            message = error.fetchone()[0]
+            assert conn.execute(
+                "SELECT to_regclass('public.teams') IS NULL OR NOT EXISTS (SELECT 1 FROM teams)"
+            ).fetchone()[0]  # nothing imported
+        assert "league_import_source_dir" in message and "LEAGUE_IMPORT_SOURCE_DIR" in message
+        server.api("POST", "/variables", {"key": "league_import_source_dir", "value": str(FRESH_DEMO)})
+
+        def imported():
+            done = [r for r in _scheduled_runs(server) if r["dag_run_id"] != first["dag_run_id"]]
+            return [r for r in done if r["state"] == "success"]
+
+        run = wait_for("a scheduled run with the Variable set", imported, 240, server.log)[0]
+        with psycopg.connect(server.league_uri) as conn:
+            source = conn.execute(
+                "SELECT report->'validate_constraints'->>'source_dir' FROM etl.runs WHERE run_id = %s",
+                (run["dag_run_id"],),
+            ).fetchone()[0]
+            assert source == str(FRESH_DEMO)
+            assert conn.execute("SELECT count(*) FROM teams WHERE is_active").fetchone()[0] == 537
