@@ -28,8 +28,9 @@ FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.objid = %(key)s AND l.granted;
 
 -- name: lease
--- The lease, with whether its run still says it is running and how old its heartbeat is.
-SELECT l.run_id, l.dag_id, l.holder, l.acquired_at, l.heartbeat_at,
+-- The lease, with whether its run still says it is running and how old its heartbeat is. The
+-- row as JSON: read before the task upgrades the schema, it may lack the columns added since.
+SELECT to_jsonb(l),
        EXISTS (SELECT 1 FROM etl.runs r WHERE r.run_id = l.run_id AND r.status = 'running') AS running,
        now() - l.heartbeat_at > %(stale)s::interval AS stale
 FROM etl.run_lock l WHERE l.id = 1;

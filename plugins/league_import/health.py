@@ -216,8 +216,9 @@ def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str,
 
     An archive table may grow by what this run archived itself (its steps report it): growth is
     (rows now - archived by this run) / max(rows after the last successful run, min_baseline), so
-    a clean-up is no alarm and rows piling up from elsewhere are. A table that did not exist at
-    the last successful run had no rows then.
+    a clean-up is no alarm and rows piling up from elsewhere are. An archive table the last
+    successful run did not count had no rows then; any other table it did not count (a database
+    upgraded since) has no baseline yet.
     """
     previous = _previous(cur, run_id)
     out = []
@@ -225,7 +226,9 @@ def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str,
         own = 0
         if run_id and name.startswith("etl_archive."):
             own = _run(cur, "archived_by", {"run_id": run_id}, archive=sql.Identifier(*name.split("."))).fetchone()[0]
-        before = previous.get(name, 0.0 if previous else None)
+        # An archive table appears with its first archived row: absent at the last run means empty.
+        lazy = name.startswith("etl_archive.") and bool(previous)
+        before = previous.get(name, 0.0 if lazy else None)
         check = Check(
             "rows",
             name,

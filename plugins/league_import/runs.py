@@ -84,9 +84,12 @@ def lease(conn: psycopg.Connection) -> Lease | None:
         if cur.execute("SELECT to_regclass('etl.run_lock') IS NULL").fetchone()[0]:
             return None
         found = _run(cur, "lease", {"stale": STALE_LEASE}).fetchone()
-    if found is None or found[0] is None:
+    if found is None or found[0].get("run_id") is None:
         return None
-    return Lease(*found)
+    row, running, stale = found
+    when = {k: datetime.fromisoformat(row[k]) if row.get(k) else None for k in ("acquired_at", "heartbeat_at")}
+    return Lease(row["run_id"], row.get("dag_id"), row.get("holder"), when["acquired_at"], when["heartbeat_at"],
+                 running, stale)
 
 
 def dead_reason(held: Lease, run_state: Callable[[str, str], str | None] | None) -> str | None:

@@ -1,0 +1,122 @@
+"""A database built and used by the first release (commit d0a6bff, taken from git history) runs
+under this version: the migrations take it as it is, every team keeps its id, user rows stay."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from io import BytesIO
+
+import psycopg
+import pytest
+from helpers import CONF, FRESH_DEMO, REPO, create_user_data, one, user_counts
+
+pytestmark = pytest.mark.dag
+
+FIRST_RELEASE = "d0a6bff"
+# The first release's own steps, run with its own code (its league_import package first on the path).
+OLD_NIGHT = """
+import sys
+import league_import
+assert league_import.__file__.startswith(sys.argv[2]), league_import.__file__
+import psycopg
+from league_import.backup import backup
+from league_import.constraints import check_constraints
+from league_import.health import record, run_checks
+from league_import.repair import restore_mapping
+from league_import.runs import finish_run, start_run
+from league_import.schema import ensure_schema
+from league_import.sources import read_leagues
+from league_import.upsert import check_deactivation_guard, load_league
+
+with psycopg.connect(sys.argv[1]) as conn:
+    run_id = sys.argv[3]
+    ensure_schema(conn)
+    start_run(conn, run_id, False)
+    check_constraints(conn)
+    backup(conn, run_id)
+    leagues = read_leagues(sys.argv[4], [])
+    check_deactivation_guard(conn, leagues, 0.2)
+    for league in leagues:
+        load_league(conn, league)
+    restore_mapping(conn, run_id)
+    record(conn, run_id, run_checks(conn, run_id))
+    finish_run(conn, run_id, "success")
+"""
+
+
+@pytest.fixture(scope="module")
+def first_release(tmp_path_factory):
+    """The first release's plugins/ and include/ from git history, in a folder of their own."""
+    folder = tmp_path_factory.mktemp("first-release")
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", FIRST_RELEASE, "plugins", "include/sql"],
+        capture_output=True,
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"commit {FIRST_RELEASE} is not in this clone's history (a shallow clone?): {archive.stderr!r}")
+    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def old_night(first_release, uri: str, run_id: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(first_release / "plugins")}
+    done = subprocess.run(
+        [sys.executable, "-c", OLD_NIGHT, uri, str(first_release / "plugins"), run_id, str(FRESH_DEMO)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def team_ids(conn) -> dict[tuple[str, str], int]:
+    """Each team by its spelling and series label (the one thing both releases store alike)."""
+    rows = conn.execute("SELECT s.name, t.team_name, t.id FROM teams t JOIN series s ON s.id = t.series_id").fetchall()
+    conn.rollback()
+    return {(series, name): team_id for series, name, team_id in rows}
+
+
+def row_teams(conn) -> dict:
+    """Each user row's team id (keys are re-expressed by this version's rules; ids never change)."""
+    out = {}
+    for table in ("team_memberships", "polls", "captain_messages", "practice_times"):
+        rid = "user_id::text || '/' || team_id" if table == "team_memberships" else "id::text"
+        for row, team in conn.execute(f"SELECT {rid}, team_id FROM {table}").fetchall():
+            out[(table, row)] = team
+    conn.rollback()
+    return out
+
+
+def test_a_first_release_database_runs_under_this_version(first_release, league_dag, db_uri):
+    old_night(first_release, db_uri, "old-night-1")
+    with psycopg.connect(db_uri) as conn:
+        create_user_data(conn)
+        old_night(first_release, db_uri, "old-night-2")  # user data through one more old night
+        assert one(conn, "SELECT to_regclass('etl.alembic_version')") is None  # made without migrations
+        before_ids, before_rows, before_counts = team_ids(conn), row_teams(conn), user_counts(conn)
+        assert len(before_ids) == 537
+
+        assert league_dag.test(run_conf=CONF).state == "success"
+
+        from league_import.schema import head
+
+        assert one(conn, "SELECT version_num FROM etl.alembic_version") == head()
+        assert team_ids(conn) == before_ids  # same id for every team
+        assert row_teams(conn) == before_rows and user_counts(conn) == before_counts
+        status, report = conn.execute(
+            "SELECT status, report FROM etl.runs ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+        assert status == "success" and report["health_check"]["status"] == "ok", report["health_check"]["problems"]
+        rekey = report["upsert_teams"]["rekey"]
+        assert (rekey["from_version"], rekey["teams_merged"]) == (1, [])  # the sample's keys never coincided
+        assert one(conn, "SELECT value FROM etl.settings WHERE name = 'identity_key_version'") == "2"
+        # The key map of the first release is kept and re-expressed in the new keys.
+        assert one(conn, "SELECT count(*) FROM etl.team_key_map WHERE team_key LIKE '%% %%'") == 0
+        assert one(conn, "SELECT count(DISTINCT team_id) FROM etl.team_key_map") >= 537
+
+        assert league_dag.test(run_conf=CONF).state == "success"  # and the next night is ordinary
+        assert team_ids(conn) == before_ids and row_teams(conn) == before_rows
