@@ -124,8 +124,10 @@ def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sam
         "orphans": sum(sum(by.values()) for by in counts.values()),
         "by_strategy": {s: sum(by.get(s, 0) for by in counts.values()) for s in STRATEGIES},
         "by_table": counts,
-        "reused_ids": [
-            {"team_id": r.team_id, "was": r.old_key, "now": r.new_key, "evidence_run": r.evidence_run} for r in reuses
+        "reused_ids": len(reuses),
+        "reused_sample": [
+            {"team_id": r.team_id, "was": r.old_key, "now": r.new_key, "evidence_run": r.evidence_run}
+            for r in reuses[:sample]
         ],
         **written,
         "left_for_next_run": unapplied,
