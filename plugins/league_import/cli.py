@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from contextlib import contextmanager
 
@@ -56,6 +57,23 @@ def demo() -> None:
     from league_import.demo import run_demo
 
     raise typer.Exit(run_demo())
+
+
+@app.command()
+def env() -> None:
+    """Print the shell exports for running Airflow commands on the demo set-up yourself:
+    eval "$(.venv/bin/league-import env)" then .venv/bin/airflow dags test league_import -c '...'."""
+    import shlex
+
+    from league_import.demo import DEMO_HOME, airflow_env, prepare_airflow
+    from league_import.embedded import target_uri
+
+    uri = target_uri()
+    prepare_airflow(DEMO_HOME, uri)
+    for key, value in airflow_env(DEMO_HOME, uri, inherit=False).items():
+        if key == "AIRFLOW_CONN_LEAGUE_DB" and os.environ.get(key):
+            continue  # your own server's URI (and its password) stays where you set it
+        typer.echo(f"export {key}={shlex.quote(value)}")
 
 
 @app.command()

@@ -64,10 +64,11 @@ def replay_old_etl_churn(conn: psycopg.Connection, delete_outright=(), only_acti
     conn.commit()
 
 
-def airflow_env(home: Path, league_uri: str) -> dict[str, str]:
-    """The environment for a self-contained Airflow: its own home, our DAGs and plugins, no examples."""
+def airflow_env(home: Path, league_uri: str, inherit: bool = True) -> dict[str, str]:
+    """The environment for a self-contained Airflow: its own home, our DAGs and plugins, no examples
+    (with `inherit`, on top of this process's environment)."""
     return {
-        **os.environ,
+        **(os.environ if inherit else {}),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
@@ -78,15 +79,24 @@ def airflow_env(home: Path, league_uri: str) -> dict[str, str]:
     }
 
 
-def run_dag(home: Path, league_uri: str, conf: dict, log: Path) -> int:
-    """`airflow db migrate` once per home, then `airflow dags test`; output appended to `log`."""
-    env = airflow_env(home, league_uri)
-    airflow = str(Path(sys.executable).with_name("airflow"))
+def prepare_airflow(home: Path, league_uri: str, log: Path | None = None) -> None:
+    """`airflow db migrate` once per home (its SQLite metadata database)."""
     home.mkdir(parents=True, exist_ok=True)
+    if (home / "airflow.db").exists():
+        return
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    with (log or home / "migrate.log").open("a") as out:
+        env = airflow_env(home, league_uri)
+        subprocess.run([airflow, "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+
+
+def run_dag(home: Path, league_uri: str, conf: dict, log: Path) -> int:
+    """`airflow dags test` on a prepared home; output appended to `log`."""
+    prepare_airflow(home, league_uri, log)
+    airflow = str(Path(sys.executable).with_name("airflow"))
     with log.open("a") as out:
-        if not (home / "airflow.db").exists():
-            subprocess.run([airflow, "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
         cmd = [airflow, "dags", "test", "league_import", "-c", json.dumps(conf)]
+        env = airflow_env(home, league_uri)
         return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
 
 
@@ -119,8 +129,12 @@ def summarize(run: dict) -> str:
         lines.append("  no upsert report: the run stopped before upsert_teams")
     repair = _step(run["report"], "by_strategy")
     if repair.get("orphans"):
-        done = ", ".join(f"{n} by {s}" for s, n in repair["by_strategy"].items() if n)
-        lines.append(f"  rows repaired: {repair['orphans']} ({done})")
+        moved = {s: n for s, n in repair["by_strategy"].items() if n and s != "quarantine"}
+        done = ", ".join(f"{n} by {s}" for s, n in moved.items()) or "none"
+        lines.append(
+            f"  user rows on a lost team: {repair['orphans']}: put back {sum(moved.values())} ({done}), "
+            f"quarantined {repair['by_strategy']['quarantine']}"
+        )
     if run["report"].get("error"):
         lines.append(f"  error: {run['report']['error']}")
     return "\n".join(lines)
@@ -175,7 +189,7 @@ def run_demo() -> int:
             (run["run_id"],),
         ).fetchall()
         for strategy, table, n in repaired:
-            print(f"  repaired by {strategy}: {n} {table}")
+            print(f"  {table}: {n} {'quarantined' if strategy == 'quarantine' else 'put back by ' + strategy}")
         waiting = conn.execute(
             "SELECT table_name, row_id, reason FROM etl.quarantine WHERE resolved_at IS NULL ORDER BY id"
         ).fetchall()
