@@ -330,3 +330,24 @@ def test_a_second_run_or_task_fails_fast_and_changes_nothing(league_dag, db_uri)
         other.execute("UPDATE etl.runs SET status = 'failed' WHERE run_id = 'other-deployment-run'")
         assert run(league_dag).state == "success"
         assert other.execute("SELECT run_id FROM etl.run_lock").fetchone() == (None,)
+
+
+def test_a_typo_in_the_thresholds_variable_fails_once_before_any_write(league_dag, db_uri, monkeypatch):
+    """Configuration is checked with a schema by the first task: one try, the key named, no write."""
+    monkeypatch.setenv("AIRFLOW_VAR_LEAGUE_IMPORT_HEALTH_THRESHOLDS", '{"growth_eror": 5}')
+    dag_run = run(league_dag)
+    assert dag_run.state == "failed"
+    tries = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
+    assert tries["validate_constraints"] == ("failed", 1)
+    status, report = latest_run(db_uri)
+    assert "Airflow Variable league_import_health_thresholds: key 'growth_eror': unknown key" in report["error"]
+    with psycopg.connect(db_uri) as conn:
+        assert snapshot(conn)["teams"] == (0, "d41d8cd98f00b204e9800998ecf8427e")  # created, never written
+
+
+def test_a_notifier_typo_fails_once_naming_the_setting(league_dag, db_uri, monkeypatch):
+    monkeypatch.setenv("LEAGUE_IMPORT_NOTIFY", "smtp")  # without LEAGUE_IMPORT_NOTIFY_TO
+    dag_run = run(league_dag)
+    assert dag_run.state == "failed"
+    _, report = latest_run(db_uri)
+    assert "LEAGUE_IMPORT_NOTIFY=smtp needs LEAGUE_IMPORT_NOTIFY_TO" in report["error"]
