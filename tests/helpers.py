@@ -99,6 +99,17 @@ def placement(conn) -> dict:
     return out
 
 
+def row_teams(conn) -> dict:
+    """Each user row's team id, for checks where keys change but ids must not."""
+    out = {}
+    for table in USER_TABLES:
+        rid = "user_id::text || '/' || team_id" if table == "team_memberships" else "id::text"
+        for row, team in conn.execute(f"SELECT {rid}, team_id FROM {table}").fetchall():
+            out[(table, row)] = team
+    conn.rollback()
+    return out
+
+
 def user_counts(conn) -> dict:
     return {t: one(conn, f"SELECT count(*) FROM {t}") for t in USER_TABLES}
 

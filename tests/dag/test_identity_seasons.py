@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import psycopg
 import pytest
-from helpers import CONF, FRESH_DEMO, LEAGUE, copy_demo, create_user_data, one, q, read, write
+from helpers import CONF, FRESH_DEMO, LEAGUE, copy_demo, create_user_data, one, q, read, row_teams, write
 
 from league_import.identity import is_bye, parse_label, parse_team
 from league_import.review import SAME, decide
@@ -47,16 +47,6 @@ def relabel(label: str, salt: int) -> str:
     designator = " ".join(parse_label(label).designator)
     prefixes = ["Series", "Division", "Chicago", "Flight", "series"] if designator[:1].isdigit() else ["Series", "series"]
     return f"{prefixes[zlib.crc32(f'{label}{salt}'.encode()) % len(prefixes)]} {designator}"
-
-
-def row_teams(conn) -> dict:
-    out = {}
-    for table in ("team_memberships", "polls", "captain_messages", "practice_times"):
-        rid = "user_id::text || '/' || team_id" if table == "team_memberships" else "id::text"
-        for row, team in conn.execute(f"SELECT {rid}, team_id FROM {table}").fetchall():
-            out[(table, row)] = team
-    conn.rollback()
-    return out
 
 
 def latest(conn) -> dict:

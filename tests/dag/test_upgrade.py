@@ -11,7 +11,7 @@ from io import BytesIO
 
 import psycopg
 import pytest
-from helpers import CONF, FRESH_DEMO, REPO, create_user_data, one, user_counts
+from helpers import CONF, FRESH_DEMO, REPO, create_user_data, one, row_teams, user_counts
 
 pytestmark = pytest.mark.dag
 
@@ -78,17 +78,6 @@ def team_ids(conn) -> dict[tuple[str, str], int]:
     rows = conn.execute("SELECT s.name, t.team_name, t.id FROM teams t JOIN series s ON s.id = t.series_id").fetchall()
     conn.rollback()
     return {(series, name): team_id for series, name, team_id in rows}
-
-
-def row_teams(conn) -> dict:
-    """Each user row's team id (keys are re-expressed by this version's rules; ids never change)."""
-    out = {}
-    for table in ("team_memberships", "polls", "captain_messages", "practice_times"):
-        rid = "user_id::text || '/' || team_id" if table == "team_memberships" else "id::text"
-        for row, team in conn.execute(f"SELECT {rid}, team_id FROM {table}").fetchall():
-            out[(table, row)] = team
-    conn.rollback()
-    return out
 
 
 def test_a_first_release_database_runs_under_this_version(first_release, league_dag, db_uri):
