@@ -103,7 +103,7 @@ class LeagueStepOperator(BaseOperator):
             takeover = claim_run(conn, run_id, dag_id, airflow_run_state) or takeover
             if takeover:
                 self.log.warning("%s", takeover)
-            with Heartbeat(lambda: connect(self.conn_id), run_id):
+            with Heartbeat(conn, run_id):
                 report = self.run_step(conn, context)
             if takeover:
                 report["lease_takeover"] = takeover

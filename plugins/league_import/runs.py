@@ -180,10 +180,13 @@ def claim_run(
 
 class Heartbeat:
     """Refreshes the lease's heartbeat every HEARTBEAT_SECONDS on a connection of its own, while a
-    task works (a long step is never mistaken for a dead one)."""
+    task works (a long step is never mistaken for a dead one). The connection is opened from the
+    task's own connection's parameters, in the thread: no Airflow call from a second thread."""
 
-    def __init__(self, connect: Callable[[], psycopg.Connection], run_id: str, every: float = HEARTBEAT_SECONDS):
-        self._connect, self._run_id, self._every = connect, run_id, every
+    def __init__(self, conn: psycopg.Connection, run_id: str, every: float = HEARTBEAT_SECONDS):
+        params = {**conn.info.get_parameters(), "password": conn.info.password}
+        self._connect = lambda: psycopg.connect(**{k: v for k, v in params.items() if v})
+        self._run_id, self._every = run_id, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="league-import-heartbeat", daemon=True)
 
