@@ -31,12 +31,12 @@ def summary(context: Context) -> dict:
         lines = [f"- {d['check']} {d['subject']}: {d['detail']}" for d in decisions]
         return {
             **base,
-            "text": f"league_import: {len(decisions)} warnings need a person",
+            "text": f"{base['dag_id']}: {len(decisions)} warnings need a person",
             "decisions": decisions,
             "message": "\n".join(lines),
         }
     error = str(context.get("exception") or "")
-    return {**base, "text": "league_import failed", "error": error, "message": error}
+    return {**base, "text": f"{base['dag_id']} failed", "error": error, "message": error}
 
 
 class LoggingNotifier(BaseNotifier):

@@ -63,8 +63,8 @@ class LeagueStepOperator(BaseOperator):
     """A pipeline step on one connection: task lock, schema, run lease, heartbeat, report.
 
     The report is kept in etl.runs.report under the task id. A run is refused at once while
-    another live run holds the lease; a task of the run that holds it waits a bounded time for
-    the task lock. `finishes_run` closes the run (the last task).
+    another live run holds the lease; otherwise the task waits a bounded time for the task lock
+    (someone holds it a moment). `finishes_run` closes the run (the last task).
     """
 
     template_fields: Sequence[str] = BASE_FIELDS
@@ -96,9 +96,10 @@ class LeagueStepOperator(BaseOperator):
 
         run_id, dag_id = context["run_id"], context["dag"].dag_id
         with connect(self.conn_id) as conn:
+            # Another live run: refused at once. Otherwise whatever holds the task lock holds it a
+            # moment (a decision applied by league_review or the CLI): wait for it, bounded.
             takeover = check_lease(conn, run_id, airflow_run_state)
-            lease = self._lease(conn)
-            lock_task(conn, wait=lease is not None and lease.run_id == run_id)
+            lock_task(conn, wait=True)
             ensure_schema(conn)
             takeover = claim_run(conn, run_id, dag_id, airflow_run_state) or takeover
             if takeover:
@@ -111,12 +112,6 @@ class LeagueStepOperator(BaseOperator):
             if self.finishes_run:
                 finish_run(conn, run_id, "success")
         return report
-
-    @staticmethod
-    def _lease(conn):
-        from league_import.runs import lease
-
-        return lease(conn)
 
     def _record(self, context: Context, report: dict) -> None:
         from league_import.runs import record_step

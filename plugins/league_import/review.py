@@ -42,10 +42,8 @@ class Item:
     option_teams: dict[str, int] = field(default_factory=dict)
 
     def body(self) -> str:
-        """The evidence as Markdown, for the Airflow UI."""
-        lines = [f"**{self.subject}**", ""]
-        lines += [f"- **{k.replace('_', ' ')}**: {v}" for k, v in self.evidence.items()]
-        return "\n".join(lines)
+        """The evidence as Markdown, for the Airflow UI (the subject is shown as the title)."""
+        return "\n".join(f"- **{k.replace('_', ' ')}**: {v}" for k, v in self.evidence.items())
 
 
 def _team_names(cur: Cursor, ids) -> dict[int, str]:

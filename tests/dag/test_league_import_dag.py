@@ -305,17 +305,23 @@ def test_a_clean_run_is_healthy_and_an_orphan_fails_the_run_by_name(league_dag, 
     assert report["health_check"]["problems"][0]["subject"] == "polls.team_id"
 
 
-def test_a_second_run_or_task_fails_fast_and_changes_nothing(league_dag, db_uri):
+def test_a_second_run_or_task_fails_fast_and_changes_nothing(league_dag, db_uri, monkeypatch):
+    from league_import import runs
     from league_import.runs import TASK_LOCK
 
     assert run(league_dag).state == "success"
     with psycopg.connect(db_uri, autocommit=True) as other, psycopg.connect(db_uri) as conn:
         before = snapshot(conn)
-        # A task of another deployment is working: this run's first task stops at once.
+        # Something else holds the task lock and never lets go: the run waits the bound, then its
+        # tries fail as transient (retried), and nothing changes.
+        monkeypatch.setattr(runs, "TASK_LOCK_WAIT", "1s")
         other.execute("SELECT pg_advisory_lock(%s)", (TASK_LOCK,))
-        assert run(league_dag, max_deactivation_ratio=1.0).state == "failed"
+        dag_run = run(league_dag, max_deactivation_ratio=1.0)
+        assert dag_run.state == "failed"
+        tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+        assert tries["validate_constraints"] == 4  # the first try and three retries
         _, report = latest_run(db_uri)
-        assert "another league_import task is working on this database (backend pid" in report["error"]
+        assert "the task lock was held by backend pid" in report["error"] and "for more than 1s" in report["error"]
         other.execute("SELECT pg_advisory_unlock(%s)", (TASK_LOCK,))
         # Another run holds the lease between its tasks: no interleaving either.
         other.execute("INSERT INTO etl.runs (run_id, status) VALUES ('other-deployment-run', 'running')")

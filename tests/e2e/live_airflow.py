@@ -51,15 +51,24 @@ def with_database(uri: str, dbname: str) -> str:
     return urlunsplit(urlsplit(uri)._replace(path=f"/{dbname}"))
 
 
-def api(base: str, method: str, path: str, body: dict | None = None) -> dict:
+def api(base: str, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if token:  # an api-server with its auth manager's logins (not all-admins)
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
         f"{base}/api/v2{path}",
         method=method,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers=headers,
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read() or b"{}")
+
+
+def worker_hostname() -> str:
+    """[core] hostname_callable for several Celery workers on one machine: each task instance
+    records the name its worker was started with, as it would a container's hostname."""
+    return os.environ["LIVE_AIRFLOW_HOSTNAME"]
 
 
 def wait_for(what: str, check, timeout: float, log: Path, every: float = 2):
@@ -86,6 +95,7 @@ class Airflow:
         self.league_uri = with_database(pg_server, self.league)
         self.log = home / "airflow.log"
         self.processes: list[subprocess.Popen] = []
+        self.token: str | None = None  # set by login(); None: the all-admins test server
         self.env = {
             **os.environ,
             "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ['PATH']}",  # standalone starts `airflow ...`
@@ -147,6 +157,31 @@ class Airflow:
         except ProcessLookupError:
             pass
 
+    def kill_tree(self, process: subprocess.Popen) -> None:
+        """SIGKILL a component with every process it started, as a lost machine or container loses
+        them: its process group and the groups its children made (Airflow's supervisor puts each
+        task process in a group of its own, so killing the component's group alone leaves the task
+        running)."""
+        import psutil
+
+        try:
+            tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        groups = set()
+        for member in tree:
+            try:
+                groups.add(os.getpgid(member.pid))
+            except ProcessLookupError:
+                pass
+        groups.discard(os.getpgrp())  # never the test's own
+        for group in groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait(30)
+
     def __exit__(self, *exc) -> None:
         for process in reversed(self.processes):
             self.stop(process)
@@ -155,7 +190,18 @@ class Airflow:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
-        return api(self.base, method, path, body)
+        return api(self.base, method, path, body, self.token)
+
+    def login(self, username: str, password: str) -> None:
+        """A JWT from the simple auth manager's users, sent with every later REST call."""
+        request = urllib.request.Request(
+            f"{self.base}/auth/token",
+            method="POST",
+            data=json.dumps({"username": username, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            self.token = json.loads(response.read())["access_token"]
 
     def wait_for_dag(self, dag_id: str, unpause: bool = True) -> None:
         wait_for(f"{dag_id} to be parsed", lambda: self.api("GET", f"/dags/{dag_id}"), 180, self.log)
