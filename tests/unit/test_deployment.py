@@ -76,3 +76,14 @@ def test_docker_compose_config_accepts_it():
         env={k: v for k, v in os.environ.items() if k not in SECRETS},
     )
     assert missing.returncode != 0 and "set AIRFLOW_DB_PASSWORD" in missing.stderr
+
+
+def test_the_worker_shares_the_common_settings_and_runs_one_task_at_a_time():
+    """tests/e2e/test_celery.py starts the components with these environments; only the worker's
+    concurrency is its own (league_import's tasks take the task lock in turn)."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    common = compose["x-airflow-common"]["environment"]
+    for name in AIRFLOW_SERVICES:
+        env = compose["services"][name]["environment"]
+        own = {k: v for k, v in env.items() if common.get(k) != v}
+        assert own == ({"AIRFLOW__CELERY__WORKER_CONCURRENCY": "1"} if name == "airflow-worker" else {}), name
