@@ -28,11 +28,9 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check dags plugins tests bench
 	$(BIN)/ruff check --select AIR dags plugins
 
+# Every benchmark, then docs/benchmarks.md written again from their output (about 10 minutes).
 bench: $(INSTALLED)
-	$(BIN)/python bench/bench_upsert.py
-	$(BIN)/python bench/bench_dedup.py
-	$(BIN)/python bench/bench_repair.py
-	$(BIN)/python bench/bench_health.py
+	$(BIN)/python bench/report.py
 
 clean:
 	-$(BIN)/python -c 'from league_import.embedded import stop_server; stop_server()' 2>/dev/null

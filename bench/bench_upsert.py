@@ -1,404 +1,347 @@
-"""Benchmark upsert_teams against a COPY floor and the old row-by-row upsert (docs/benchmarks.md).
+"""Benchmark the team load as the DAG runs it (validate_constraints + upsert_teams) on league
+folders on disk, against a json.load + COPY + INSERT ... ON CONFLICT floor (docs/benchmarks.md).
 
 A measurement, not a test: it exits non-zero only on errors and prints PASS/MISS for the targets.
-Run: PYTHONPATH=plugins .venv/bin/python bench/bench_upsert.py [--sizes 1000,10000] [--json PATH]
+Run: .venv/bin/python bench/bench_upsert.py [--teams 10000] [--repeat 3] [--json PATH] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import re
+import atexit
+import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pandas as pd
 import psycopg
-from common import BenchDatabase, expect, peak_rss_mib, run, timed
+from common import (
+    EXTRA_NAMES,
+    BenchDatabase,
+    drop_database,
+    expect,
+    positive,
+    print_statement_profile,
+    run,
+    template_pattern,
+    with_database,
+)
+from pipeline import TASKS, in_child, night
 from psycopg import sql
+from synth import write_leagues
 
 from league_import.constraints import check_constraints
 from league_import.schema import ensure_schema
-from league_import.sources import STATS_NUMBERS, LeagueSource
-from league_import.sql import statements
-from league_import.upsert import TEAM_COLUMNS, check_deactivation_guard, load_league
+from league_import.sources import SCHEDULE_FILE, STATS_FILE
 
-SIZES = (1_000, 10_000, 100_000)
+TEAMS = 100_000
 REPEAT = 3
-OLD_BATCH = 50
-TARGET_SIZE = 100_000
-TARGET_FLOOR_RATIO = 1.5
-TARGET_OLD_SPEEDUP = 50.0
-TARGET_PEAK_MIB = 500.0
-CODE = "BENCH"
+TARGET_FIRST = 3.0  # validate + upsert, first import, over the floor
+TARGET_AGAIN = 2.0  # the same, unchanged re-import, over the same floor
+TARGET_WAL_MIB = 1.0  # WAL of the upsert_teams task on an unchanged re-import
+TARGET_PEAK_MIB = 300.0  # peak memory of the validate + upsert tasks
+LOAD = ("validate_constraints", "upsert_teams")  # the tasks that read the files and load what they hold
 
-FLOOR_TABLE = """
-CREATE UNLOGGED TABLE public.floor_teams (
-    series_key text NOT NULL, series_name text NOT NULL, club text NOT NULL, club_key text NOT NULL,
-    team_name text NOT NULL, team_key text NOT NULL, sub_team text NOT NULL
-)
-"""
+# The floor: the files read with json.load, the teams' rows in one COPY and one INSERT ... ON
+# CONFLICT into teams (the natural key and the foreign keys present, as validate leaves them).
+FLOOR_TABLE = "CREATE UNLOGGED TABLE public.floor_teams (league_code text, series_label text, team_name text)"
+FLOOR_COPY = "COPY public.floor_teams (league_code, series_label, team_name) FROM STDIN"
 FLOOR_INSERT = """
 INSERT INTO public.teams (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
-SELECT %(league_id)s, c.id, s.id, f.team_name, f.team_key, f.sub_team, true
+SELECT l.id, %(club_id)s, s.id, f.team_name, f.team_name, '', true
 FROM public.floor_teams f
-JOIN public.series s ON s.league_id = %(league_id)s AND s.series_key = f.series_key
-JOIN public.clubs c ON c.name_key = f.club_key
+JOIN public.leagues l ON l.code = f.league_code
+JOIN public.series s ON s.league_id = l.id AND s.series_key = f.series_label
+ON CONFLICT (league_id, series_id, team_key) DO NOTHING
 """
-# The approach upsert_teams replaced: one statement per team, ids looked up by natural key.
-OLD_UPSERT = """
-INSERT INTO public.teams AS t (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
-VALUES (%(league_id)s,
-        (SELECT id FROM public.clubs WHERE name_key = %(club_key)s),
-        (SELECT id FROM public.series WHERE league_id = %(league_id)s AND series_key = %(series_key)s),
-        %(team_name)s, %(team_key)s, %(sub_team)s, true)
-ON CONFLICT (league_id, series_id, team_key) DO UPDATE
-SET team_name = EXCLUDED.team_name,
-    club_id = EXCLUDED.club_id,
-    sub_team = EXCLUDED.sub_team,
-    is_active = true,
-    updated_at = now()
-"""
-DATA_TABLES = ("leagues", "clubs", "series", "teams", "schedule", "series_stats")
+EXTRA_NAMES.extend([("floor COPY", template_pattern(FLOOR_COPY)), ("floor INSERT", template_pattern(FLOOR_INSERT))])
 
 
-def synthetic_league(n: int) -> LeagueSource:
-    """N teams, 10 per series and 5 per club, as the sources would normalise them; deterministic."""
-    n_clubs = max(1, n // 5)
-    rows = {c: [] for c in TEAM_COLUMNS}
-    for i in range(n):
-        series = str(i // 10 + 1)
-        club_no, sub_no = i % n_clubs, i // n_clubs
-        club = f"Club {club_no:06d}"
-        sub = chr(ord("A") + sub_no % 26) * (sub_no // 26 + 1)
-        rows["series_key"].append(series)
-        rows["series_name"].append(f"Series {series}")
-        rows["club"].append(club)
-        rows["club_key"].append(club.casefold())
-        rows["team_name"].append(f"{club} {sub} {series}")
-        rows["team_key"].append(f"{club.casefold()} #{sub.casefold()}")
-        rows["sub_team"].append(sub)
-    schedule = pd.DataFrame(columns=["series_key", "match_date", "match_time", "home_key", "away_key", "location"])
-    stats = pd.DataFrame(columns=["series_key", "team_key", *STATS_NUMBERS.values()])
-    return LeagueSource(code=CODE, teams=pd.DataFrame(rows), schedule=schedule, stats=stats, counts={})
+def league_folders(source: Path) -> list[Path]:
+    return sorted(p for p in source.iterdir() if p.is_dir())
 
 
 class Bench(BenchDatabase):
-    """One scratch database; every measurement starts from freshly created tables."""
+    """The server; each measurement works in a database of its own, created empty and dropped after."""
 
-    def reset(self) -> None:
-        """Drop and recreate the schema, so no measurement sees another's rows, bloat or statistics."""
-        self.admin.execute("DROP SCHEMA IF EXISTS public, etl, etl_archive CASCADE")
-        self.admin.execute("CREATE SCHEMA public")
-        with self.connect() as conn:
-            # As validate_constraints leaves them: tables, then their natural keys and foreign keys.
-            ensure_schema(conn)
-            check_constraints(conn)
+    def __init__(self, uri: str, source: Path):
+        super().__init__(uri)
+        self.source = source
+        self.n = 0
 
-    def settle(self) -> None:
-        """What a day between two nightly runs gives the tables: vacuumed and analysed by autovacuum."""
-        for table in DATA_TABLES:
-            self.admin.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier("public", table)))
-        self.quiesce()
+    def fresh(self, name: str) -> str:
+        drop_database(self.uri, name)
+        self.admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return with_database(self.uri, name)
 
-    def seed_parents(self, league: LeagueSource) -> int:
-        """League, series and clubs rows, untimed, so the floor and the old approach only write teams."""
-        teams = league.teams
-        series = teams.drop_duplicates("series_key")
-        clubs = teams.drop_duplicates("club_key")
-        with self.connect() as conn:
-            insert_league = "INSERT INTO public.leagues (code) VALUES (%s) RETURNING id"
-            league_id = conn.execute(insert_league, (CODE,)).fetchone()[0]
-            conn.execute(
-                "INSERT INTO public.series (league_id, name, series_key) "
-                "SELECT %s, unnest(%s::text[]), unnest(%s::text[])",
-                (league_id, list(series.series_name), list(series.series_key)),
-            )
-            conn.execute(
-                "INSERT INTO public.clubs (name, name_key) SELECT unnest(%s::text[]), unnest(%s::text[])",
-                (list(clubs.club), list(clubs.club_key)),
-            )
-        return league_id
-
-    def team_count(self) -> int:
-        return self.admin.execute("SELECT count(*) FROM public.teams").fetchone()[0]
-
-    def ours(self, league: LeagueSource) -> tuple[float, float]:
-        """First load into empty tables, then the same load again (the nightly no-change run)."""
-        n = len(league.teams)
-        self.reset()
-        self.quiesce()
-        with self.connect() as conn:
-            first, report = timed(lambda: run_ours(conn, league))
-        expect(report["teams_created"] == n, f"first load created {report['teams_created']} of {n} teams")
-        self.settle()
-        with self.connect() as conn:
-            second, report = timed(lambda: run_ours(conn, league))
-        expect(report["teams_unchanged"] == n, f"second load left {report['teams_unchanged']} of {n} unchanged")
-        return first, second
-
-    def floor(self, league: LeagueSource) -> float:
-        """COPY into an unlogged table, then one plain INSERT ... SELECT: the least work for N team rows."""
-        self.reset()
-        league_id = self.seed_parents(league)
-        self.admin.execute(FLOOR_TABLE)
-        self.quiesce()
-        with self.connect() as conn:
-            seconds, written = timed(lambda: run_floor(conn, league, league_id))
-        expect(written == len(league.teams), f"floor wrote {written} of {len(league.teams)} teams")
-        return seconds
-
-    def old(self, league: LeagueSource, limit: int | None) -> tuple[float, bool]:
-        """One upsert per team, a commit every 50; optionally on the first `limit` teams, scaled up."""
-        n = len(league.teams)
-        rows = league.teams.iloc[: limit or n]
-        self.reset()
-        league_id = self.seed_parents(league)
-        self.quiesce()
-        with self.connect() as conn:
-            seconds, _ = timed(lambda: run_old(conn, rows, league_id))
-        expect(self.team_count() == len(rows), f"old approach wrote {self.team_count()} of {len(rows)} teams")
-        return seconds * n / len(rows), len(rows) < n
-
-
-# --profile: seconds per statement, named as in include/sql/upsert.sql, filled by StatementTimer.
-SPENT: dict[str, float] = defaultdict(float)
-_COPY_TABLE = re.compile(r'COPY\s+"?([\w.]+)')
-
-
-class StatementTimer(psycopg.Cursor):
-    """Times every execute and COPY of load_league without copying its steps, so they cannot drift."""
-
-    names = {**{text: name for name, text in statements("upsert").items()}, FLOOR_INSERT: "floor INSERT ... SELECT"}
-
-    def execute(self, query, params=None, **kwargs):
-        start = time.perf_counter()
+    def floor(self, teams: int) -> float:
+        """Parents seeded untimed; then timed: json.load every file, one COPY, one INSERT ... ON CONFLICT, commit."""
+        db = self.fresh(f"{self.name}_floor")
         try:
-            return super().execute(query, params, **kwargs)
-        finally:
-            SPENT[self.names.get(query, "other statement")] += time.perf_counter() - start
-
-    @contextlib.contextmanager
-    def copy(self, statement, params=None, **kwargs) -> Iterator[psycopg.Copy]:
-        start = time.perf_counter()
-        with super().copy(statement, params, **kwargs) as copy:
-            yield copy
-        text = statement if isinstance(statement, str) else statement.as_string(self)
-        match = _COPY_TABLE.match(text)
-        SPENT[f"COPY {match.group(1) if match else '?'}"] += time.perf_counter() - start
-
-
-def profile(bench: Bench, n: int) -> dict[str, dict[str, float]]:
-    """One profiled first load, second load and floor at size n: where the time goes."""
-    league = synthetic_league(n)
-    runs: dict[str, dict[str, float]] = {}
-
-    def record(name: str, conn: psycopg.Connection, work: Callable[[], object]) -> None:
-        SPENT.clear()
-        conn.cursor_factory = StatementTimer
-        total, _ = timed(work)
-        runs[name] = {**SPENT, "rest (Python, commit)": total - sum(SPENT.values()), "total": total}
-
-    bench.reset()
-    bench.quiesce()
-    with bench.connect() as conn:
-        record("first load", conn, lambda: run_ours(conn, league))
-    bench.settle()
-    with bench.connect() as conn:
-        record("second load", conn, lambda: run_ours(conn, league))
-    bench.reset()
-    league_id = bench.seed_parents(league)
-    bench.admin.execute(FLOOR_TABLE)
-    bench.quiesce()
-    with bench.connect() as conn:
-        record("floor", conn, lambda: run_floor(conn, league, league_id))
-    return runs
-
-
-def print_profile(n: int, runs: dict[str, dict[str, float]]) -> None:
-    steps = [s for s in dict.fromkeys(k for r in runs.values() for k in r) if s != "total"] + ["total"]
-    steps = [s for s in steps if s == "total" or max(r.get(s, 0.0) for r in runs.values()) >= 0.001]
-    width = max(map(len, steps))
-    print(f"profile at N={n:,} (one run each, seconds)")
-    print(f"{'step':<{width}}  " + "  ".join(f"{name:>11}" for name in runs))
-    for step in steps:
-        cells = (f"{r[step]:.3f}" if step in r else "-" for r in runs.values())
-        print(f"{step:<{width}}  " + "  ".join(f"{c:>11}" for c in cells))
-
-
-def run_ours(conn: psycopg.Connection, league: LeagueSource) -> dict:
-    check_deactivation_guard(conn, [league], 1.0)
-    return load_league(conn, league)
-
-
-def run_floor(conn: psycopg.Connection, league: LeagueSource, league_id: int) -> int:
-    """Rows from the same frame by the fastest route measured (column lists zipped, ~5x itertuples)."""
-    copy = sql.SQL("COPY public.floor_teams ({}) FROM STDIN").format(
-        sql.SQL(", ").join(map(sql.Identifier, TEAM_COLUMNS))
-    )
-    with conn.cursor() as cur:
-        with cur.copy(copy) as cp:
-            for row in zip(*(league.teams[column].tolist() for column in TEAM_COLUMNS)):
-                cp.write_row(row)
-        written = cur.execute(FLOOR_INSERT, {"league_id": league_id}).rowcount
-    conn.commit()
-    return written
-
-
-def run_old(conn: psycopg.Connection, teams: pd.DataFrame, league_id: int) -> None:
-    columns = ["series_key", "club_key", "team_name", "team_key", "sub_team"]
-    with conn.cursor() as cur:
-        for i, (series_key, club_key, team_name, team_key, sub_team) in enumerate(
-            teams.loc[:, columns].itertuples(index=False, name=None), start=1
-        ):
-            cur.execute(
-                OLD_UPSERT,
-                {
-                    "league_id": league_id,
-                    "series_key": series_key,
-                    "club_key": club_key,
-                    "team_name": team_name,
-                    "team_key": team_key,
-                    "sub_team": sub_team,
-                },
-            )
-            if i % OLD_BATCH == 0:
+            with psycopg.connect(db) as conn:
+                ensure_schema(conn)
+                check_constraints(conn)  # as validate_constraints leaves empty tables: keys and foreign keys
+                club_id = seed_parents(conn, self.source)
+                conn.execute(FLOOR_TABLE)
                 conn.commit()
+            self.admin.execute("CHECKPOINT")
+            with psycopg.connect(db) as conn:
+                seconds, written = timed_floor(conn, self.source, club_id)
+            expect(written == teams, f"the floor wrote {written} of {teams} teams")
+            return seconds
+        finally:
+            drop_database(self.uri, f"{self.name}_floor")
+
+    def ours(self, profile: bool = False) -> dict:
+        """Night 1 on an empty database, then night 2 on the same files: every task as the DAG runs it."""
+        name = f"{self.name}_ours"
+        db = self.fresh(name)
+        try:
+            with psycopg.connect(db, autocommit=True) as conn:
+                ensure_schema(conn)
+            self.quiesce_db(db)
+            first = in_child(night, db, "bench-night-1", str(self.source), profile=profile)
+            # What a day gives the tables between two nightly runs: autovacuum, then a checkpoint.
+            with psycopg.connect(db, autocommit=True) as conn:
+                conn.execute("VACUUM (ANALYZE)")
+            self.quiesce_db(db)
+            again = in_child(night, db, "bench-night-2", str(self.source), profile=profile)
+            verify(first, again, self.n)
+            return {"first": first, "again": again}
+        finally:
+            drop_database(self.uri, name)
+
+    def quiesce_db(self, db: str) -> None:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+
+    @property
+    def name(self) -> str:
+        from common import database_name
+
+        return database_name(self.uri)
+
+
+def seed_parents(conn: psycopg.Connection, source: Path) -> int:
+    """Leagues, their series (the label as key) and one club: what the floor's INSERT joins to."""
+    for folder in league_folders(source):
+        labels = sorted({r["series"] for r in json.loads((folder / STATS_FILE).read_bytes())})
+        league_id = conn.execute("INSERT INTO leagues (code) VALUES (%s) RETURNING id", (folder.name,)).fetchone()[0]
+        conn.execute(
+            "INSERT INTO series (league_id, name, series_key) SELECT %s, x, x FROM unnest(%s::text[]) x",
+            (league_id, labels),
+        )
+    return conn.execute("INSERT INTO clubs (name, name_key) VALUES ('Floor', 'floor') RETURNING id").fetchone()[0]
+
+
+def timed_floor(conn: psycopg.Connection, source: Path, club_id: int) -> tuple[float, int]:
+    start = time.perf_counter()
+    with conn.cursor() as cur:
+        with cur.copy(FLOOR_COPY) as copy:
+            for folder in league_folders(source):
+                with open(folder / SCHEDULE_FILE, "rb") as f:
+                    json.load(f)  # read as the load must, though the floor writes no match
+                with open(folder / STATS_FILE, "rb") as f:
+                    for r in json.load(f):
+                        copy.write_row((folder.name, r["series"], r["team"]))
+        written = cur.execute(FLOOR_INSERT, {"club_id": club_id}).rowcount
     conn.commit()
+    return time.perf_counter() - start, written
 
 
-def measure(bench: Bench, n: int, repeat: int, old_max: int | None) -> dict:
-    league = synthetic_league(n)
-    limit = old_max if old_max and old_max < n else None
-    samples: dict[str, list[float]] = {"ours": [], "second": [], "floor": [], "old": []}
-    extrapolated = False
-    # Interleaved, so drift on the machine spreads over all three approaches alike.
-    for rep in range(repeat):
-        first, second = bench.ours(league)
-        samples["ours"].append(first)
-        samples["second"].append(second)
-        samples["floor"].append(bench.floor(league))
-        old, extrapolated = bench.old(league, limit)
-        samples["old"].append(old)
+def verify(first: dict, again: dict, n: int) -> None:
+    created = sum(c["teams_created"] for c in first["tasks"]["upsert_teams"]["report"]["leagues"].values())
+    expect(created == n, f"night 1 created {created} of {n} teams")
+    leagues = again["tasks"]["upsert_teams"]["report"]["leagues"].values()
+    unchanged = sum(c["teams_unchanged"] for c in leagues)
+    expect(unchanged == n, f"night 2 left {unchanged} of {n} teams unchanged")
+    written = sum(c[k] for c in leagues for k in c if k.endswith(("_created", "_updated", "_deleted")))
+    expect(written == 0, f"night 2 wrote {written} rows from unchanged files")
+    for label, result in (("night 1", first), ("night 2", again)):
+        status = result["tasks"]["health_check"]["report"]["status"]
+        expect(status != "error", f"{label}: health check {status}")
+
+
+def _load(result: dict, key: str) -> float:
+    return sum(result["tasks"][t][key] for t in LOAD)
+
+
+def measure(bench: Bench, args: argparse.Namespace) -> dict:
+    source = args.data
+    if source is None:  # written for this run only, removed at exit
+        source = Path(tempfile.mkdtemp(prefix="bench-leagues-"))
+        atexit.register(shutil.rmtree, source, ignore_errors=True)
+    started = time.perf_counter()
+    source.mkdir(parents=True, exist_ok=True)
+    if not any(source.iterdir()):
+        facts = write_leagues(source, args.teams)
+    else:
+        folders = league_folders(source)
+        facts = {
+            "teams": sum(len(json.loads((f / STATS_FILE).read_bytes())) for f in folders),
+            "schedule_rows": sum(len(json.loads((f / SCHEDULE_FILE).read_bytes())) for f in folders),
+            "bytes": sum(p.stat().st_size for f in folders for p in f.iterdir()),
+            "largest_file_bytes": max(p.stat().st_size for f in folders for p in f.iterdir()),
+            "leagues": [f.name for f in folders],
+        }
+    bench.source, bench.n = source, facts["teams"]
+    print(
+        f"  data: {len(facts['leagues'])} leagues, {facts['teams']:,} teams, {facts['schedule_rows']:,} schedule "
+        f"rows, {facts['bytes'] / 2**20:,.0f} MiB of JSON (largest file {facts['largest_file_bytes'] / 2**20:.1f} "
+        f"MiB) in {source}; {time.perf_counter() - started:.0f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+    samples: dict[str, list] = {"floor": [], "first": [], "again": []}
+    for rep in range(args.repeat):
+        samples["floor"].append(bench.floor(bench.n))
+        nights = bench.ours()
+        for key in ("first", "again"):
+            tasks = nights[key]["tasks"]
+            samples[key].append({t: {k: v for k, v in r.items() if k != "report"} for t, r in tasks.items()})
+        f, a = nights["first"]["tasks"], nights["again"]["tasks"]
         print(
-            f"  n={n} run {rep + 1}/{repeat}: ours {first:.3f}s, second {second:.3f}s, "
-            f"floor {samples['floor'][-1]:.3f}s, old {old:.2f}s{' (extrapolated)' if extrapolated else ''}",
+            f"  run {rep + 1}/{args.repeat}: floor {samples['floor'][-1]:.2f}s; first import: validate "
+            f"{f['validate_constraints']['seconds']:.2f}s, upsert {f['upsert_teams']['seconds']:.2f}s; unchanged: "
+            f"validate {a['validate_constraints']['seconds']:.2f}s, upsert {a['upsert_teams']['seconds']:.2f}s, "
+            f"upsert WAL {a['upsert_teams']['wal_bytes'] / 2**20:.2f} MiB",
             file=sys.stderr,
             flush=True,
         )
-    median = {k: statistics.median(v) for k, v in samples.items()}
-    return {
-        "n": n,
-        "series": league.teams.series_key.nunique(),
-        "clubs": league.teams.club_key.nunique(),
-        "ours_s": median["ours"],
-        "floor_s": median["floor"],
-        "ours_over_floor": median["ours"] / median["floor"],
-        "old_s": median["old"],
-        "old_over_ours": median["old"] / median["ours"],
-        "second_run_s": median["second"],
-        "old_extrapolated_from": limit if extrapolated else None,
-        "samples": samples,
-        "peak_rss_mib_after": peak_rss_mib(),
-    }
+    floor = statistics.median(samples["floor"])
+    result = {**{k: v for k, v in facts.items() if k != "leagues"}, "leagues": len(facts["leagues"]), "floor_s": floor}
+    for key in ("first", "again"):
+        runs = samples[key]
+        tasks = {t: {f: statistics.median(s[t][f] for s in runs) for f in ("seconds", "wal_bytes")} for t in TASKS}
+        load = statistics.median(sum(s[t]["seconds"] for t in LOAD) for s in runs)
+        result[key] = {
+            "tasks": tasks,
+            "upsert_over_floor": tasks["upsert_teams"]["seconds"] / floor,
+            "load_s": load,
+            "load_over_floor": load / floor,
+            "peak_rss_mib": max(s[t]["peak_rss_mib"] or 0 for s in runs for t in LOAD),
+        }
+    result["samples"] = samples
+    return result
 
 
-def print_table(results: list[dict]) -> None:
-    header = ("N", "ours (s)", "floor (s)", "ours/floor", "old (s)", "old/ours", "second-run (s)")
-    lines = [header]
-    for r in results:
-        star = "*" if r["old_extrapolated_from"] else ""
-        lines.append(
+def print_table(r: dict) -> None:
+    print(
+        f"{r['leagues']} leagues, {r['teams']:,} teams, {r['schedule_rows']:,} schedule rows, "
+        f"{r['bytes'] / 2**20:,.0f} MiB of JSON"
+    )
+    print(f"floor: json.load of every file, one COPY, one INSERT ... ON CONFLICT into teams: {r['floor_s']:.3f} s")
+    print()
+    header = (
+        "import",
+        "upsert_teams (s)",
+        "/floor",
+        "WAL MiB",
+        "validate (s)",
+        "validate+upsert (s)",
+        "/floor",
+        "peak RSS MiB",
+    )
+    rows = []
+    for key, label in (("first", "first"), ("again", "unchanged")):
+        x = r[key]
+        rows.append(
             (
-                f"{r['n']:,}",
-                f"{r['ours_s']:.3f}",
-                f"{r['floor_s']:.3f}",
-                f"{r['ours_over_floor']:.2f}x",
-                f"{r['old_s']:.2f}{star}",
-                f"{r['old_over_ours']:.1f}x",
-                f"{r['second_run_s']:.3f}",
+                label,
+                f"{x['tasks']['upsert_teams']['seconds']:.3f}",
+                f"{x['upsert_over_floor']:.2f}x",
+                f"{x['tasks']['upsert_teams']['wal_bytes'] / 2**20:.2f}",
+                f"{x['tasks']['validate_constraints']['seconds']:.3f}",
+                f"{x['load_s']:.3f}",
+                f"{x['load_over_floor']:.2f}x",
+                f"{x['peak_rss_mib']:.0f}",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for line in lines:
-        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
-    for r in results:
-        if r["old_extrapolated_from"]:
-            print(f"* old at {r['n']:,} timed on the first {r['old_extrapolated_from']:,} teams, scaled linearly")
-
-
-def targets(results: list[dict], peak: float) -> list[dict]:
-    at = next((r for r in results if r["n"] == TARGET_SIZE), None)
-    checks = []
-    if at is None:
-        checks.append({"target": f"ours within {TARGET_FLOOR_RATIO}x of floor at {TARGET_SIZE:,}", "status": "n/a"})
-        checks.append(
-            {"target": f"ours >= {TARGET_OLD_SPEEDUP:.0f}x faster than old at {TARGET_SIZE:,}", "status": "n/a"}
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    for cells in (header, *rows):
+        print("  ".join(cell.rjust(w) for cell, w in zip(cells, widths)))
+    print()
+    print("every task of the two nights, as the DAG runs them (median seconds, WAL MiB):")
+    for t in TASKS:
+        first, again = r["first"]["tasks"][t], r["again"]["tasks"][t]
+        print(
+            f"  {t:<21} first {first['seconds']:7.3f} s {first['wal_bytes'] / 2**20:7.2f} MiB"
+            f"   unchanged {again['seconds']:7.3f} s {again['wal_bytes'] / 2**20:7.2f} MiB"
         )
-    else:
-        ratio, speedup = at["ours_over_floor"], at["old_over_ours"]
-        checks.append(
-            {
-                "target": f"ours within {TARGET_FLOOR_RATIO}x of floor at {TARGET_SIZE:,}",
-                "value": f"{ratio:.2f}x",
-                "status": "PASS" if ratio <= TARGET_FLOOR_RATIO else "MISS",
-            }
-        )
-        checks.append(
-            {
-                "target": f"ours >= {TARGET_OLD_SPEEDUP:.0f}x faster than old at {TARGET_SIZE:,}",
-                "value": f"{speedup:.1f}x" + (" (old extrapolated)" if at["old_extrapolated_from"] else ""),
-                "status": "PASS" if speedup >= TARGET_OLD_SPEEDUP else "MISS",
-            }
-        )
-    checks.append(
-        {
-            "target": f"peak memory under {TARGET_PEAK_MIB:.0f} MB",
-            "value": f"{peak:.0f} MiB",
-            "status": "PASS" if peak < TARGET_PEAK_MIB else "MISS",
-        }
-    )
-    return checks
 
 
-def parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated team counts, got {text!r}") from None
-    if not sizes or any(n < 10 for n in sizes):
-        raise argparse.ArgumentTypeError("every size must be at least 10 teams")
-    return sizes
+def targets(r: dict, _peak: float) -> list[dict]:
+    n = f"{r['teams']:,} teams"
+    first, again = r["first"]["upsert_over_floor"], r["again"]["upsert_over_floor"]
+    wal = r["again"]["tasks"]["upsert_teams"]["wal_bytes"] / 2**20
+    peak = max(r["first"]["peak_rss_mib"], r["again"]["peak_rss_mib"])
+    load_first, load_again = r["first"]["load_over_floor"], r["again"]["load_over_floor"]
+    checks = [
+        (
+            f"upsert_teams, first import, within {TARGET_FIRST:g}x of the floor at {n}",
+            f"{first:.2f}x",
+            first <= TARGET_FIRST,
+        ),
+        (
+            f"upsert_teams, unchanged re-import, within {TARGET_AGAIN:g}x of the floor",
+            f"{again:.2f}x",
+            again <= TARGET_AGAIN,
+        ),
+        (
+            f"upsert_teams WAL on an unchanged re-import under {TARGET_WAL_MIB:g} MiB",
+            f"{wal:.2f} MiB",
+            wal < TARGET_WAL_MIB,
+        ),
+        (
+            f"validate + upsert peak memory under {TARGET_PEAK_MIB:g} MB",
+            f"{peak:.0f} MiB",
+            peak * 2**20 < TARGET_PEAK_MIB * 1e6,
+        ),
+        (
+            f"with the reading: validate + upsert, first import, within {TARGET_FIRST:g}x",
+            f"{load_first:.2f}x",
+            load_first <= TARGET_FIRST,
+        ),
+        (
+            f"with the reading: validate + upsert, unchanged re-import, within {TARGET_AGAIN:g}x",
+            f"{load_again:.2f}x",
+            load_again <= TARGET_AGAIN,
+        ),
+    ]
+    return [{"target": t, "value": v, "status": "PASS" if ok else "MISS"} for t, v, ok in checks]
+
+
+def profile(bench: Bench) -> dict:
+    nights = bench.ours(profile=True)
+    return {"first": nights["first"]["profile"], "again": nights["again"]["profile"]}
+
+
+def print_profile(runs: dict) -> None:
+    for key, label in (("first", "first import"), ("again", "unchanged re-import")):
+        print_statement_profile(label, {t: runs[key][t] for t in LOAD}, "rest (Python, COPY data, commit)")
+        print()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=parse_sizes, default=list(SIZES), help="comma-separated team counts")
-    parser.add_argument("--repeat", type=int, default=REPEAT, help="runs per measurement; the median is reported")
-    parser.add_argument(
-        "--old-max", type=int, default=None, help="time the old approach on at most this many teams, scaled linearly"
-    )
+    parser.add_argument("--teams", type=positive, default=TEAMS, help=f"teams in all (default {TEAMS:,})")
+    parser.add_argument("--repeat", type=positive, default=REPEAT, help="runs of each; the median is reported")
+    parser.add_argument("--data", type=Path, default=None, help="league folders to use (or fill, when empty)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
-    parser.add_argument("--profile", action="store_true", help="also time each statement at the largest size")
+    parser.add_argument("--profile", action="store_true", help="also time each statement in one extra run")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or (args.old_max is not None and args.old_max < OLD_BATCH):
-        parser.error(f"--repeat must be at least 1 and --old-max at least {OLD_BATCH}")
-
     return run(
         args,
         "bench_upsert",
-        make_bench=Bench,
-        measure=lambda bench: [measure(bench, n, args.repeat, args.old_max) for n in args.sizes],
+        make_bench=lambda uri: Bench(uri, args.data or Path()),
+        measure=lambda bench: measure(bench, args),
         print_table=print_table,
-        profile=lambda bench: profile(bench, max(args.sizes)),
-        print_profile=lambda runs: print_profile(max(args.sizes), runs),
+        profile=profile,
+        print_profile=print_profile,
         targets=targets,
-        each=True,
-        versions={"pandas": pd.__version__},
     )
 
 

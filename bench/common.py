@@ -29,6 +29,17 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+# Server settings that move the figures, kept with each result.
+SETTINGS = (
+    "shared_buffers",
+    "work_mem",
+    "maintenance_work_mem",
+    "max_wal_size",
+    "wal_level",
+    "synchronous_commit",
+    "max_parallel_workers_per_gather",
+)
+
 
 def with_database(uri: str, dbname: str) -> str:
     return urlunsplit(urlsplit(uri)._replace(path=f"/{dbname}"))
@@ -59,6 +70,30 @@ def scratch_database(uri: str, prefix: str) -> Iterator[tuple[str, str]]:
     finally:
         with psycopg.connect(uri, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+def clone_database(uri: str, template: str, name: str) -> str:
+    """A copy of database `template` (nobody connected to it) as `name`, file by file; returns its URI.
+
+    Every measurement of a step starts from a byte-identical copy of the same prepared state.
+    """
+    with psycopg.connect(uri, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    return with_database(uri, name)
+
+
+def drop_database(uri: str, name: str) -> None:
+    with psycopg.connect(uri, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def database_name(uri: str) -> str:
+    return urlsplit(uri).path.lstrip("/")
 
 
 class BenchDatabase:
@@ -114,9 +149,11 @@ def run(
     """
     # A terminated run still drops its database and stops its embedded server (finally, atexit).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()
     uri, source = server_uri()
     with scratch_database(uri, prefix) as (db_uri, version):
+        with psycopg.connect(db_uri, autocommit=True) as conn:
+            settings = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in SETTINGS}
         bench = make_bench(db_uri)
         try:
             median_of = f"{args.repeat} run(s)" + (" each" if each else "")
@@ -139,12 +176,14 @@ def run(
     checks = targets(result, peak)
     for check in checks if isinstance(checks, list) else [checks]:
         print(f"{check['status']:4}  {check['target']}" + (f": {check['value']}" if "value" in check else ""))
-    elapsed = time.perf_counter() - started
-    print(f"total {elapsed:.0f}s")
+    elapsed, load_after = time.perf_counter() - started, os.getloadavg()
+    print(
+        f"total {elapsed:.0f}s; load average (1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end"
+    )
     if args.json:
         machine = {"cores": os.cpu_count(), "python": platform.python_version(), "psycopg": psycopg.__version__}
         document = {
-            "server": {"version": version, "source": source},
+            "server": {"version": version, "source": source, "settings": settings},
             "machine": {**machine, **(versions or {})},
             "repeat": args.repeat,
             "results" if isinstance(result, list) else "result": result,
@@ -153,6 +192,8 @@ def run(
             "targets" if isinstance(checks, list) else "target": checks,
             "profile": breakdown,
             "elapsed_s": elapsed,
+            "load_average": {"start": load_before, "end": load_after},
+            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
@@ -193,10 +234,40 @@ def template_pattern(template: str) -> re.Pattern:
     return re.compile(pattern, re.DOTALL)
 
 
+def _families() -> list[tuple[str, re.Pattern]]:
+    from league_import.sql import SQL_DIR, statements
+
+    # repair before dedup and history: they share statement texts, the first family that matches names it.
+    order = ["repair", "upsert", "stage", "dedup", "history"]
+    families = order + sorted(p.stem for p in SQL_DIR.glob("*.sql") if p.stem not in order)
+    return [(f"{f}.{name}", template_pattern(text)) for f in families for name, text in statements(f).items()]
+
+
+_PATTERNS: list[tuple[str, re.Pattern]] | None = None
+EXTRA_NAMES: list[tuple[str, re.Pattern]] = []  # a benchmark's own statements (its floor), checked first
+
+
+def statement_name(text: str) -> str:
+    """A statement's name in include/sql/<family>.sql, as `family.name`, else its first words."""
+    global _PATTERNS
+    if _PATTERNS is None:
+        _PATTERNS = _families()
+    text = text.strip()
+    if text.startswith("COPY "):
+        return "COPY " + text.split()[1].split("__")[0].strip('"').replace('"."', ".")
+    if text.startswith('ALTER TABLE "etl_archive".') and "ADD COLUMN IF NOT EXISTS" in text:
+        return "archive: ensure_archive's ADD COLUMN IF NOT EXISTS"  # composed in league_import.archive
+    for name, pattern in (*EXTRA_NAMES, *_PATTERNS):
+        if pattern.fullmatch(text):
+            return name
+    return "unnamed: " + " ".join(text.split()[:3])
+
+
 class StatementTimer(psycopg.Cursor):
-    """Times every execute of the step under test without copying its steps, so they cannot drift.
+    """Times every execute and COPY of the step under test without copying its steps, so they cannot drift.
 
     The cursor factory StatementProfile.record puts on a connection; its figures go to `profile`.
+    A COPY is timed from its start to its end, the rows' conversion in Python included.
     """
 
     profile: StatementProfile | None = None
@@ -209,6 +280,18 @@ class StatementTimer(psycopg.Cursor):
         finally:
             spent = time.perf_counter() - start
             text = query if isinstance(query, str) else query.as_string(self)
+            self.profile.add(text, spent, self.profile.wal_position() - before)
+
+    @contextmanager
+    def copy(self, statement, params=None, **kwargs):
+        before = self.profile.wal_position()
+        start = time.perf_counter()
+        try:
+            with super().copy(statement, params, **kwargs) as copy:
+                yield copy
+        finally:
+            spent = time.perf_counter() - start
+            text = statement if isinstance(statement, str) else statement.as_string(self)
             self.profile.add(text, spent, self.profile.wal_position() - before)
 
 

@@ -34,8 +34,9 @@ WHERE run_id = coalesce(%(run_id)s, (SELECT run_id FROM etl.backup_counts ORDER 
 -- Rows the pipeline archived from a table after the backup was taken, in that run.
 SELECT count(*) FROM {archive} WHERE run_id = %(run_id)s AND archived_at >= %(since)s;
 
--- name: archived_by
-SELECT count(*) FROM {archive} WHERE run_id = %(run_id)s;
+-- name: written_by
+-- Rows of a table that this run wrote ({column} names the run that wrote each row).
+SELECT count(*) FROM {table} WHERE {column} = %(run_id)s;
 
 -- name: previous_counts
 -- Row counts recorded by the last successful, non-dry run before this one.

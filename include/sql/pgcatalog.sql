@@ -59,3 +59,13 @@ WHERE i.inhparent = %(table)s::regclass;
 -- name: sequence_of
 -- The sequence behind an identity or serial column, or NULL.
 SELECT pg_get_serial_sequence(%(table)s, %(column)s);
+
+-- name: foreign_key_definitions
+-- The valid foreign keys of some tables in public, with their definitions (to be added back as
+-- they were).
+SELECT c.relname::text, k.conname::text, pg_get_constraintdef(k.oid)
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE k.contype = 'f' AND k.convalidated AND n.nspname = 'public' AND c.relname = ANY (%(tables)s)
+ORDER BY c.relname, k.conname;

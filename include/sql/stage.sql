@@ -44,12 +44,18 @@ DELETE FROM etl.stages WHERE run_id = %(run_id)s;
 DELETE FROM etl.source_files WHERE run_id = %(run_id)s;
 
 -- name: counts
--- What the files imply per league, for the report and the health check's reconciliation.
-SELECT st.league_code, count(*) AS teams, count(DISTINCT st.series_key) AS series,
-       count(DISTINCT st.club_key) AS clubs,
-       (SELECT count(*) FROM etl.stage_schedule sc WHERE sc.run_id = %(run_id)s AND sc.league_code = st.league_code),
-       (SELECT count(*) FROM etl.stage_stats ss WHERE ss.run_id = %(run_id)s AND ss.league_code = st.league_code)
-FROM etl.stage_teams st
-WHERE st.run_id = %(run_id)s
-GROUP BY st.league_code
-ORDER BY st.league_code;
+-- What the files imply per league, for the report and the health check's reconciliation: one
+-- grouped pass over each staged table.
+WITH teams AS (
+    SELECT league_code, count(*) AS teams, count(DISTINCT series_key) AS series, count(DISTINCT club_key) AS clubs
+    FROM etl.stage_teams WHERE run_id = %(run_id)s GROUP BY league_code
+), schedule AS (
+    SELECT league_code, count(*) AS n FROM etl.stage_schedule WHERE run_id = %(run_id)s GROUP BY league_code
+), stats AS (
+    SELECT league_code, count(*) AS n FROM etl.stage_stats WHERE run_id = %(run_id)s GROUP BY league_code
+)
+SELECT t.league_code, t.teams, t.series, t.clubs, coalesce(sc.n, 0), coalesce(ss.n, 0)
+FROM teams t
+LEFT JOIN schedule sc ON sc.league_code = t.league_code
+LEFT JOIN stats ss ON ss.league_code = t.league_code
+ORDER BY t.league_code;

@@ -3,7 +3,28 @@
 -- leagues. Writes only what changed: new rows are found by anti-join (no INSERT ... ON CONFLICT,
 -- which takes a sequence value and locks a row for every row it does not write), changed rows
 -- by IS DISTINCT FROM, rows gone from the sources are archived before they are removed.
+-- Matches and standings are compared with the stored rows in one full join each, which keeps
+-- only the differences: the writes then read those alone.
 -- An unchanged re-import writes no row, locks no row and takes no value from any sequence.
+
+-- name: first_import
+-- A first import: no team at all yet, so no app row can point at one.
+SELECT NOT EXISTS (SELECT 1 FROM public.teams);
+
+-- name: drop_foreign_key
+ALTER TABLE {table} DROP CONSTRAINT {name};
+
+-- name: add_foreign_key
+-- {definition}: the constraint's definition as the catalog gave it (league_import.pgcatalog).
+ALTER TABLE {table} ADD CONSTRAINT {name} {definition};
+
+-- name: settings
+-- For this transaction only: sorts and hashes of a million staged rows in memory, not in
+-- batches on disk; and hash joins, not merge joins. A team key repeats across series (a club
+-- plays in many), so the planner prices a hash join on (league, series, team key) by its most
+-- common team key and takes a merge join of two sorted copies instead, 2 to 3 times slower.
+SET LOCAL work_mem = '64MB';
+SET LOCAL enable_mergejoin = off;
 
 -- name: staged_leagues_table
 CREATE TEMP TABLE staged_leagues ON COMMIT DROP AS
@@ -60,6 +81,10 @@ LEFT JOIN etl.team_aliases a
       AND EXISTS (SELECT 1 FROM public.teams x WHERE x.id = a.team_id)
 WHERE st.run_id = %(run_id)s;
 
+-- name: analyze_teams
+-- A temp table has no statistics: without them the joins to it are planned for a few hundred rows.
+ANALYZE resolved_teams;
+
 -- name: alias_conflicts
 -- An alias whose team is also claimed tonight under its own key (both spellings in the files):
 -- the alias yields, the spelling becomes a team of its own and a suspect to review.
@@ -70,18 +95,31 @@ RETURNING r.league_code, r.series_key, r.team_name, r.alias_id;
 
 -- name: guard
 -- Per staged league: its active teams, and how many no staged team resolves to (read-only).
-SELECT sl.league_code,
-       count(t.id) AS active,
-       count(t.id) FILTER (WHERE NOT EXISTS (SELECT 1 FROM resolved_teams r WHERE r.team_id = t.id)) AS leaving,
-       (SELECT max(sc.match_date) FROM public.schedule sc JOIN public.leagues l2 ON l2.id = sc.league_id
-        WHERE l2.code = sl.league_code) AS last_season_end,
-       (SELECT min(ss.match_date) FROM etl.stage_schedule ss
-        WHERE ss.run_id = %(run_id)s AND ss.league_code = sl.league_code) AS new_schedule_start
-FROM staged_leagues sl
-LEFT JOIN public.leagues l ON l.code = sl.league_code
-LEFT JOIN public.teams t ON t.league_id = l.id AND t.is_active
-GROUP BY sl.league_code
-ORDER BY sl.league_code;
+WITH claimed AS (
+    SELECT DISTINCT team_id FROM resolved_teams WHERE team_id IS NOT NULL
+), active AS (
+    SELECT sl.league_code, count(t.id) AS active, count(t.id) FILTER (WHERE c.team_id IS NULL) AS leaving
+    FROM staged_leagues sl
+    LEFT JOIN public.leagues l ON l.code = sl.league_code
+    LEFT JOIN public.teams t ON t.league_id = l.id AND t.is_active
+    LEFT JOIN claimed c ON c.team_id = t.id
+    GROUP BY sl.league_code
+), stored AS (
+    SELECT l.code AS league_code, max(sc.match_date) AS last_season_end
+    FROM public.schedule sc JOIN public.leagues l ON l.id = sc.league_id
+    WHERE l.code IN (SELECT league_code FROM staged_leagues)
+    GROUP BY l.code
+), staged AS (
+    SELECT ss.league_code, min(ss.match_date) AS new_schedule_start
+    FROM etl.stage_schedule ss
+    WHERE ss.run_id = %(run_id)s
+    GROUP BY ss.league_code
+)
+SELECT a.league_code, a.active, a.leaving, o.last_season_end, n.new_schedule_start
+FROM active a
+LEFT JOIN stored o ON o.league_code = a.league_code
+LEFT JOIN staged n ON n.league_code = a.league_code
+ORDER BY a.league_code;
 
 -- name: insert_teams
 WITH inserted AS (
@@ -129,33 +167,47 @@ SELECT league_id, league_code, count(*) AS in_sources, count(*) FILTER (WHERE cr
 FROM resolved_teams r
 GROUP BY league_id, league_code;
 
--- name: resolve_schedule
-CREATE TEMP TABLE resolved_schedule ON COMMIT DROP AS
-SELECT l.id AS league_id, s.id AS series_id, ss.match_date, ss.match_time,
-       h.team_id AS home_team_id, a.team_id AS away_team_id, ss.location, ss.home_key, ss.away_key
-FROM etl.stage_schedule ss
-JOIN public.leagues l ON l.code = ss.league_code
-JOIN public.series s ON s.league_id = l.id AND s.series_key = ss.series_key
-LEFT JOIN resolved_teams h ON h.league_code = ss.league_code AND h.series_key = ss.series_key AND h.team_key = ss.home_key
-LEFT JOIN resolved_teams a ON a.league_code = ss.league_code AND a.series_key = ss.series_key AND a.team_key = ss.away_key
-WHERE ss.run_id = %(run_id)s;
+-- name: schedule_changes
+-- Tonight's matches against the stored ones of the staged leagues, in one full join on the
+-- natural key: the new ones, the changed ones (time or place), the ones gone from the sources,
+-- and any staged one naming a team that was not staged (a bug check). Same matches, no row.
+CREATE TEMP TABLE schedule_changes ON COMMIT DROP AS
+-- A match's league and series are its teams' (a BYE names one team): two joins, not four.
+WITH staged AS (
+    SELECT coalesce(h.league_id, a.league_id) AS league_id, coalesce(h.series_id, a.series_id) AS series_id,
+           ss.match_date, ss.match_time, h.team_id AS home_team_id, a.team_id AS away_team_id, ss.location,
+           (ss.home_key IS NOT NULL AND h.team_id IS NULL) OR (ss.away_key IS NOT NULL AND a.team_id IS NULL)
+               AS unresolved
+    FROM etl.stage_schedule ss
+    LEFT JOIN resolved_teams h
+           ON h.league_code = ss.league_code AND h.series_key = ss.series_key AND h.team_key = ss.home_key
+    LEFT JOIN resolved_teams a
+           ON a.league_code = ss.league_code AND a.series_key = ss.series_key AND a.team_key = ss.away_key
+    WHERE ss.run_id = %(run_id)s
+), stored AS (
+    SELECT t.* FROM public.schedule t
+    WHERE t.league_id IN (SELECT l.id FROM public.leagues l JOIN staged_leagues s ON s.league_code = l.code)
+)
+SELECT CASE WHEN t.id IS NULL THEN 'new' WHEN r.league_id IS NULL THEN 'gone' ELSE 'changed' END AS change,
+       t.id, coalesce(r.league_id, t.league_id) AS league_id, r.series_id, r.match_date, r.match_time,
+       r.home_team_id, r.away_team_id, r.location, coalesce(r.unresolved, false) AS unresolved
+FROM staged r
+FULL JOIN stored t
+  ON t.league_id = r.league_id AND t.series_id = r.series_id AND t.match_date = r.match_date
+ AND coalesce(t.home_team_id, 0) = coalesce(r.home_team_id, 0)
+ AND coalesce(t.away_team_id, 0) = coalesce(r.away_team_id, 0)
+WHERE t.id IS NULL OR r.league_id IS NULL OR r.unresolved
+   OR (t.match_time, t.location) IS DISTINCT FROM (r.match_time, r.location);
 
 -- name: analyze_schedule
-ANALYZE resolved_schedule;
+ANALYZE schedule_changes;
 
 -- name: unresolved_schedule
-SELECT count(*) FROM resolved_schedule
-WHERE (home_key IS NOT NULL AND home_team_id IS NULL) OR (away_key IS NOT NULL AND away_team_id IS NULL);
+SELECT count(*) FROM schedule_changes WHERE unresolved;
 
 -- name: schedule_gone
 -- Matches of a staged league that the sources no longer list (alias t, for the archive).
-t.league_id IN (SELECT l.id FROM public.leagues l JOIN staged_leagues s ON s.league_code = l.code)
-AND NOT EXISTS (
-    SELECT 1 FROM resolved_schedule r
-    WHERE r.league_id = t.league_id AND r.series_id = t.series_id AND r.match_date = t.match_date
-      AND coalesce(r.home_team_id, 0) = coalesce(t.home_team_id, 0)
-      AND coalesce(r.away_team_id, 0) = coalesce(t.away_team_id, 0)
-)
+t.id IN (SELECT c.id FROM schedule_changes c WHERE c.change = 'gone')
 
 -- name: delete_schedule
 WITH gone AS (DELETE FROM public.schedule t WHERE {predicate} RETURNING t.league_id)
@@ -164,15 +216,11 @@ SELECT league_id, count(*) FROM gone GROUP BY league_id;
 -- name: insert_schedule
 WITH written AS (
     INSERT INTO public.schedule (league_id, series_id, match_date, match_time, home_team_id, away_team_id, location)
-    SELECT r.league_id, r.series_id, r.match_date, r.match_time, r.home_team_id, r.away_team_id, r.location
-    FROM resolved_schedule r
-    WHERE NOT EXISTS (
-        SELECT 1 FROM public.schedule t
-        WHERE t.league_id = r.league_id AND t.series_id = r.series_id AND t.match_date = r.match_date
-          AND coalesce(t.home_team_id, 0) = coalesce(r.home_team_id, 0)
-          AND coalesce(t.away_team_id, 0) = coalesce(r.away_team_id, 0)
-    )
-    ORDER BY r.league_id, r.match_date, r.series_id
+    SELECT c.league_id, c.series_id, c.match_date, c.match_time, c.home_team_id, c.away_team_id, c.location
+    FROM schedule_changes c
+    WHERE c.change = 'new'
+    -- In the natural key's order: each index grows at its right edge, not all over.
+    ORDER BY c.league_id, c.series_id, c.match_date, c.home_team_id, c.away_team_id
     RETURNING league_id
 )
 SELECT league_id, count(*) FROM written GROUP BY league_id;
@@ -180,34 +228,46 @@ SELECT league_id, count(*) FROM written GROUP BY league_id;
 -- name: update_schedule
 WITH written AS (
     UPDATE public.schedule t
-    SET match_time = r.match_time, location = r.location
-    FROM resolved_schedule r
-    WHERE t.league_id = r.league_id AND t.series_id = r.series_id AND t.match_date = r.match_date
-      AND coalesce(t.home_team_id, 0) = coalesce(r.home_team_id, 0)
-      AND coalesce(t.away_team_id, 0) = coalesce(r.away_team_id, 0)
-      AND (t.match_time, t.location) IS DISTINCT FROM (r.match_time, r.location)
+    SET match_time = c.match_time, location = c.location
+    FROM schedule_changes c
+    WHERE c.change = 'changed' AND t.id = c.id
     RETURNING t.league_id
 )
 SELECT league_id, count(*) FROM written GROUP BY league_id;
 
--- name: resolve_stats
-CREATE TEMP TABLE resolved_stats ON COMMIT DROP AS
-SELECT r.league_id, r.series_id, r.team_id, st.points, st.matches_won, st.matches_lost, st.matches_tied,
-       st.lines_won, st.lines_lost, st.lines_for, st.lines_ret, st.sets_won, st.sets_lost,
-       st.games_won, st.games_lost
-FROM etl.stage_stats st
-JOIN resolved_teams r ON r.league_code = st.league_code AND r.series_key = st.series_key AND r.team_key = st.team_key
-WHERE st.run_id = %(run_id)s;
+-- name: stats_changes
+-- Tonight's standings against the stored ones of the staged leagues, as for the schedule.
+CREATE TEMP TABLE stats_changes ON COMMIT DROP AS
+WITH staged AS (
+    SELECT r.league_id, r.series_id, r.team_id, st.points, st.matches_won, st.matches_lost, st.matches_tied,
+           st.lines_won, st.lines_lost, st.lines_for, st.lines_ret, st.sets_won, st.sets_lost,
+           st.games_won, st.games_lost
+    FROM etl.stage_stats st
+    JOIN resolved_teams r
+      ON r.league_code = st.league_code AND r.series_key = st.series_key AND r.team_key = st.team_key
+    WHERE st.run_id = %(run_id)s
+), stored AS (
+    SELECT t.* FROM public.series_stats t
+    WHERE t.league_id IN (SELECT l.id FROM public.leagues l JOIN staged_leagues s ON s.league_code = l.code)
+)
+SELECT CASE WHEN t.id IS NULL THEN 'new' WHEN r.league_id IS NULL THEN 'gone' ELSE 'changed' END AS change,
+       t.id, coalesce(r.league_id, t.league_id) AS league_id, r.series_id, r.team_id, r.points,
+       r.matches_won, r.matches_lost, r.matches_tied, r.lines_won, r.lines_lost, r.lines_for, r.lines_ret,
+       r.sets_won, r.sets_lost, r.games_won, r.games_lost
+FROM staged r
+FULL JOIN stored t ON t.league_id = r.league_id AND t.series_id = r.series_id AND t.team_id = r.team_id
+WHERE t.id IS NULL OR r.league_id IS NULL
+   OR (t.points, t.matches_won, t.matches_lost, t.matches_tied, t.lines_won, t.lines_lost,
+       t.lines_for, t.lines_ret, t.sets_won, t.sets_lost, t.games_won, t.games_lost)
+      IS DISTINCT FROM
+      (r.points, r.matches_won, r.matches_lost, r.matches_tied, r.lines_won, r.lines_lost,
+       r.lines_for, r.lines_ret, r.sets_won, r.sets_lost, r.games_won, r.games_lost);
 
 -- name: analyze_stats
-ANALYZE resolved_stats;
+ANALYZE stats_changes;
 
 -- name: stats_gone
-t.league_id IN (SELECT l.id FROM public.leagues l JOIN staged_leagues s ON s.league_code = l.code)
-AND NOT EXISTS (
-    SELECT 1 FROM resolved_stats r
-    WHERE r.league_id = t.league_id AND r.series_id = t.series_id AND r.team_id = t.team_id
-)
+t.id IN (SELECT c.id FROM stats_changes c WHERE c.change = 'gone')
 
 -- name: delete_stats
 WITH gone AS (DELETE FROM public.series_stats t WHERE {predicate} RETURNING t.league_id)
@@ -218,14 +278,11 @@ WITH written AS (
 INSERT INTO public.series_stats
     (league_id, series_id, team_id, points, matches_won, matches_lost, matches_tied,
      lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost)
-SELECT r.league_id, r.series_id, r.team_id, r.points, r.matches_won, r.matches_lost, r.matches_tied,
-       r.lines_won, r.lines_lost, r.lines_for, r.lines_ret, r.sets_won, r.sets_lost, r.games_won, r.games_lost
-FROM resolved_stats r
-WHERE NOT EXISTS (
-    SELECT 1 FROM public.series_stats t
-    WHERE t.league_id = r.league_id AND t.series_id = r.series_id AND t.team_id = r.team_id
-)
-ORDER BY r.league_id, r.series_id, r.team_id
+SELECT c.league_id, c.series_id, c.team_id, c.points, c.matches_won, c.matches_lost, c.matches_tied,
+       c.lines_won, c.lines_lost, c.lines_for, c.lines_ret, c.sets_won, c.sets_lost, c.games_won, c.games_lost
+FROM stats_changes c
+WHERE c.change = 'new'
+ORDER BY c.league_id, c.series_id, c.team_id
 RETURNING league_id
 )
 SELECT league_id, count(*) FROM written GROUP BY league_id;
@@ -233,17 +290,12 @@ SELECT league_id, count(*) FROM written GROUP BY league_id;
 -- name: update_stats
 WITH written AS (
 UPDATE public.series_stats t
-SET points = r.points, matches_won = r.matches_won, matches_lost = r.matches_lost,
-    matches_tied = r.matches_tied, lines_won = r.lines_won, lines_lost = r.lines_lost,
-    lines_for = r.lines_for, lines_ret = r.lines_ret, sets_won = r.sets_won, sets_lost = r.sets_lost,
-    games_won = r.games_won, games_lost = r.games_lost
-FROM resolved_stats r
-WHERE t.league_id = r.league_id AND t.series_id = r.series_id AND t.team_id = r.team_id
-  AND (t.points, t.matches_won, t.matches_lost, t.matches_tied, t.lines_won, t.lines_lost,
-       t.lines_for, t.lines_ret, t.sets_won, t.sets_lost, t.games_won, t.games_lost)
-      IS DISTINCT FROM
-      (r.points, r.matches_won, r.matches_lost, r.matches_tied, r.lines_won, r.lines_lost,
-       r.lines_for, r.lines_ret, r.sets_won, r.sets_lost, r.games_won, r.games_lost)
+SET points = c.points, matches_won = c.matches_won, matches_lost = c.matches_lost,
+    matches_tied = c.matches_tied, lines_won = c.lines_won, lines_lost = c.lines_lost,
+    lines_for = c.lines_for, lines_ret = c.lines_ret, sets_won = c.sets_won, sets_lost = c.sets_lost,
+    games_won = c.games_won, games_lost = c.games_lost
+FROM stats_changes c
+WHERE c.change = 'changed' AND t.id = c.id
 RETURNING t.league_id
 )
 SELECT league_id, count(*) FROM written GROUP BY league_id;

@@ -38,6 +38,16 @@ STATUSES = ("ok", "warn", "error")
 HISTORY_TABLES = ("team_key_map", "team_aliases", "repairs", "quarantine", "rename_suspects", "decisions")
 # Backups of user rows (backup_teams copies teams, which the sources determine).
 BACKUP_TABLES = ("backup_refs",)
+# The column naming the run that wrote a row: what a run writes itself is in its own report, so
+# a table's growth leaves it out (a first repair of 100,000 rows is no alarm; a pile-up is).
+WRITTEN_BY = {
+    "etl.repairs": "run_id",
+    "etl.quarantine": "run_id",
+    "etl.rename_suspects": "run_id",
+    "etl.team_aliases": "run_id",
+    "etl.team_key_map": "first_seen_run",
+    "etl.backup_refs": "run_id",
+}
 # Warnings that need a person's decision, and where to make it.
 DECISIONS = {
     "quarantine": "league-import quarantine list, then league-import review decide (or the league_review DAG)",
@@ -214,9 +224,10 @@ def _previous(cur: Cursor, run_id: str | None) -> dict[str, float]:
 def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str, int]) -> list[Check]:
     """Growth against a floor for the tables the sources do not determine; history never shrinks.
 
-    An archive table may grow by what this run archived itself (its steps report it): growth is
-    (rows now - archived by this run) / max(rows after the last successful run, min_baseline), so
-    a clean-up is no alarm and rows piling up from elsewhere are. An archive table the last
+    A table may grow by what this run wrote itself (its archive copies, repairs, backup, key map
+    entries: its steps report them): growth is (rows now - written by this run) / max(rows after
+    the last successful run, min_baseline), so a clean-up is no alarm and rows piling up from
+    elsewhere are. An archive table the last
     successful run did not count had no rows then; any other table it did not count (a database
     upgraded since) has no baseline yet.
     """
@@ -224,8 +235,15 @@ def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str,
     out = []
     for name, now in counts.items():
         own = 0
-        if run_id and name.startswith("etl_archive."):
-            own = _run(cur, "archived_by", {"run_id": run_id}, archive=sql.Identifier(*name.split("."))).fetchone()[0]
+        column = "run_id" if name.startswith("etl_archive.") else WRITTEN_BY.get(name)
+        if run_id and column:
+            own = _run(
+                cur,
+                "written_by",
+                {"run_id": run_id},
+                table=sql.Identifier(*name.split(".")),
+                column=sql.Identifier(column),
+            ).fetchone()[0]
         # An archive table appears with its first archived row: absent at the last run means empty.
         lazy = name.startswith("etl_archive.") and bool(previous)
         before = previous.get(name, 0.0 if lazy else None)
@@ -239,7 +257,7 @@ def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str,
             ratio = (now - own) / max(before, limits.min_baseline)
             check.detail = f"{int(before)} rows after the last successful run ({ratio:.2f}x of the floor)"
             if own:
-                check.detail += f"; {own} of them archived by this run"
+                check.detail += f"; {own} of them written by this run"
             if ratio >= limits.growth_error:
                 check.status = "error"
             elif ratio >= limits.growth_warn:

@@ -82,3 +82,8 @@ def inheritors(cur: Cursor, table: str, schema: str) -> list[str]:
 
 def sequence_of(cur: Cursor, table: str, column: str = "id", schema: str = "public") -> str | None:
     return _run(cur, "sequence_of", {"table": f"{schema}.{table}", "column": column}).fetchone()[0]
+
+
+def foreign_key_definitions(cur: Cursor, tables: list[str]) -> list[tuple[str, str, str]]:
+    """(table, constraint, definition) of the valid foreign keys of these tables in public."""
+    return [tuple(r) for r in _run(cur, "foreign_key_definitions", {"tables": tables}).fetchall()]

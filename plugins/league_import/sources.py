@@ -17,6 +17,7 @@ import stat
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated
 
@@ -78,6 +79,12 @@ class ScheduleRecord(msgspec.Struct, gc=False):
     series: str
     League: str  # noqa: N815 (the scraper's field name)
 
+
+# A league's identities are cached by read_league itself, for that league only: the module-wide
+# lru cache of parse_team would keep every team of every league alive to the end of the read.
+_parse_team = parse_team.__wrapped__
+_UNSEEN = object()  # not looked up yet
+_BYE = object()  # a schedule side that is a BYE placeholder
 
 STATS_NUMBERS = (
     "points",
@@ -362,9 +369,17 @@ def _read(path: Path, record_type: type, league_field: str, code: str, problems:
         problems.add(path, "the array holds no records")
         return None, None
     before = len(problems.items)
+    # The per-field check runs only for a record that may fail it: text fields read at once, and
+    # NUL looked for only when the file spells one (JSON can only hold it as \u0000).
+    texts, league_of = attrgetter(*TEXT_FIELDS[record_type]), attrgetter(league_field)
+    may_hold_nul = b"\\u0000" in data
     for i, record in enumerate(records):
-        if _check_text(path, i, record, problems) and getattr(record, league_field) != code:
-            problems.add(path, f"is '{getattr(record, league_field)}' but the folder is '{code}'", i, league_field)
+        values = texts(record)
+        if may_hold_nul or max(map(len, values)) > MAX_NAME_LENGTH:
+            if not _check_text(path, i, record, problems):
+                continue
+        if league_of(record) != code:
+            problems.add(path, f"is '{league_of(record)}' but the folder is '{code}'", i, league_field)
     facts = SourceFile(
         name=path.name,
         path=str(path),
@@ -393,19 +408,28 @@ def read_league(folder: Path, problems: Problems) -> LeagueSource | None:
     def identity(name: str, label: str, path: Path, i: int, fld: str) -> TeamIdentity | None:
         if (name, label) not in identities:
             try:
-                identities[(name, label)] = parse_team(name, label)
+                identities[(name, label)] = _parse_team(name, label)
             except TeamNameError as exc:
                 identities[(name, label)] = None
                 problems.add(path, str(exc), i, fld)
         return identities[(name, label)]
 
-    def label_ok(label: str, path: Path, i: int) -> bool:
-        try:
-            parse_label(label)
-            return True
-        except TeamNameError as exc:
-            problems.add(path, str(exc), i, "series")
-            return False
+    label_keys: dict[str, str | None] = {}  # label -> series key, None when it names no series
+
+    def label_key(label: str, path: Path, i: int) -> str | None:
+        key = label_keys.get(label, _UNSEEN)
+        if key is _UNSEEN:
+            try:
+                key = parse_label(label).key
+            except TeamNameError:
+                key = None
+            label_keys[label] = key
+        if key is None:
+            try:
+                parse_label(label)
+            except TeamNameError as exc:  # each record with the label is listed, as it is read
+                problems.add(path, str(exc), i, "series")
+        return key
 
     teams: dict[tuple[str, str], Team] = {}
 
@@ -422,7 +446,7 @@ def read_league(folder: Path, problems: Problems) -> LeagueSource | None:
 
     stats_rows, first_seen = [], {}
     for i, r in enumerate(stats):
-        if not label_ok(r.series, stats_path, i):
+        if label_key(r.series, stats_path, i) is None:
             continue
         ident = identity(r.team, r.series, stats_path, i, "team")
         if ident is None:
@@ -441,37 +465,63 @@ def read_league(folder: Path, problems: Problems) -> LeagueSource | None:
         note(ident, r.team, r.series, True)
         stats_rows.append((ident.series_key, ident.team_key, *r.numbers()))
 
-    schedule_rows, matches, byes, dates, dates_seen = [], {}, 0, [], {}
+    # A schedule names each team about 18 times: each distinct (name, label) is read once (BYE
+    # or team, noted once: noting is idempotent), each distinct label, time and location once;
+    # the loop below looks them up inline, without a call per record.
+    sides_seen: dict[tuple[str, str], object] = {}
+
+    def side(name: str, label: str, i: int, fld: str):
+        """_BYE, the team's key, or None (unreadable, its problem added on first sight)."""
+        found = sides_seen.get((name, label), _UNSEEN)
+        if found is _UNSEEN:
+            if is_bye(name, None, label):
+                found = _BYE
+            else:
+                ident = identity(name, label, schedule_path, i, fld)
+                if ident is not None:
+                    note(ident, name, label, False)
+                found = None if ident is None else ident.team_key
+            sides_seen[(name, label)] = found
+        return found
+
+    locations: dict[str, str] = {}
+    times: dict[str, object] = {}
+    schedule_rows, matches, byes, dates, dates_seen = [], {}, 0, set(), {}
     for i, r in enumerate(schedule):
-        if not label_ok(r.series, schedule_path, i):
+        label = r.series
+        series = label_keys.get(label)
+        if series is None and (series := label_key(label, schedule_path, i)) is None:
             continue
-        sides, unreadable = [], False
-        for fld, name in (("home_team", r.home_team), ("away_team", r.away_team)):
-            if is_bye(name, None, r.series):
-                sides.append(None)
-                continue
-            ident = identity(name, r.series, schedule_path, i, fld)
-            sides.append(ident)
-            unreadable |= ident is None
-            if ident is not None:
-                note(ident, name, r.series, False)
+        home = sides_seen.get((r.home_team, label), _UNSEEN)
+        if home is _UNSEEN:
+            home = side(r.home_team, label, i, "home_team")
+        away = sides_seen.get((r.away_team, label), _UNSEEN)
+        if away is _UNSEEN:
+            away = side(r.away_team, label, i, "away_team")
         match_date = dates_seen.get(r.date) or dates_seen.setdefault(r.date, _date(r.date, schedule_path, i, problems))
-        match_time = _time(r.time, schedule_path, i, problems)
-        if not unreadable and sides[0] is None and sides[1] is None:
+        match_time = times.get(r.time, _UNSEEN)
+        if match_time is _UNSEEN or match_time is False:
+            match_time = times[r.time] = _time(r.time, schedule_path, i, problems)
+        if home is None or away is None:
+            continue
+        if home is _BYE and away is _BYE:
             problems.add(schedule_path, "neither side names a team", i, "home_team")
             continue
-        if unreadable or match_date is None or match_time is False:
+        if match_date is None or match_time is False:
             continue
-        byes += sides[0] is None or sides[1] is None
-        home, away = (s.team_key if s else None for s in sides)
-        key = (parse_label(r.series).key, match_date, home, away)
+        if home is _BYE or away is _BYE:
+            home, away, byes = (None if home is _BYE else home), (None if away is _BYE else away), byes + 1
+        key = (series, match_date, home, away)
         if key in matches:
             match = f"series {r.series!r}, {r.date}, {r.home_team!r} v {r.away_team!r}"
             problems.add(schedule_path, f"the same match as record {matches[key]} ({match})", i)
             continue
         matches[key] = i
-        dates.append(match_date)
-        schedule_rows.append((key[0], match_date, match_time, home, away, clean(r.location)))
+        dates.add(match_date)
+        location = locations.get(r.location)
+        if location is None:
+            location = locations[r.location] = clean(r.location)
+        schedule_rows.append((series, match_date, match_time, home, away, location))
 
     files = [f for f in (stats_file, schedule_file) if f is not None]
     if schedule_file is not None and dates:

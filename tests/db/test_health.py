@@ -145,7 +145,7 @@ def test_the_archive_grows_only_by_what_the_run_archived(clean):
     )
     conn.commit()
     explained = by_key(run_checks(conn, "night-3"))[("rows", "etl_archive.polls")]
-    assert explained.status == "ok" and "5000 of them archived by this run" in explained.detail
+    assert explained.status == "ok" and "5000 of them written by this run" in explained.detail
     unexplained = by_key(run_checks(conn, "night-4"))[("rows", "etl_archive.polls")]
     assert unexplained.status == "error" and unexplained.figure == 5000
 
