@@ -94,3 +94,32 @@ def league_dag(airflow_db):
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
     return bag.get_dag("league_import")
+
+
+@pytest.fixture(scope="session")
+def clean_end_state(league_dag, pg_server):
+    """The reference for the fault tests: the same night without a fault, in a database of its own."""
+    import psycopg
+    from faults import end_state, prepare
+    from helpers import CONF
+    from psycopg import sql
+
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier("fault_reference")))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier("fault_reference")))
+    uri = with_database(pg_server, "fault_reference")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIRFLOW_CONN_LEAGUE_DB", uri)
+    try:
+        assert league_dag.test(run_conf=CONF).state == "success"
+        with psycopg.connect(uri) as conn:
+            damage = prepare(conn)
+            assert league_dag.test(run_conf=CONF).state == "success"
+            state = end_state(conn)
+    finally:
+        mp.undo()
+    # Every row on its team as before (the message with no history is decided as well).
+    assert damage["placement"].items() <= state["placement"].items() and state["orphans"] == 0
+    yield state
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier("fault_reference")))

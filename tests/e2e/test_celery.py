@@ -35,7 +35,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from dag.test_faults import FAULTS, clean_end_state, end_state, prepare  # noqa: F401 (a fixture)
+from faults import FAULTS, end_state, prepare
 from helpers import FRESH_DEMO
 from live_airflow import AIRFLOW, IMPORT_TASKS, REPO, Airflow, free_port, sqlalchemy_url, wait_for
 
@@ -386,7 +386,7 @@ def test_a_worker_killed_mid_transaction_loses_its_task_to_the_other(celery, req
     Airflow notices the lost task by its missing heartbeat, retries it on the other worker, and the
     night ends as a clean one does; the dead worker's task lock and lease hold the retry up for at
     most BLOCK_BOUND."""
-    clean = request.getfixturevalue("clean_end_state")  # the same night without a fault (tests/dag)
+    clean = request.getfixturevalue("clean_end_state")  # the same night without a fault (conftest)
     with psycopg.connect(celery.league_uri) as conn:
         imported = conn.execute(
             "SELECT to_regclass('etl.runs') IS NOT NULL AND EXISTS (SELECT 1 FROM etl.runs WHERE status = 'success')"
