@@ -7,13 +7,27 @@
 --   content        the row's text names a series, and exactly one of the author's clubs' teams plays in it
 --   user_context   no series named, and the author belongs to exactly one active team (in the row's league)
 --   quarantine     anything else: listed in etl.quarantine, original archived, never guessed
--- Deciding is set-based over the session's temp table repair_orphans; the decisions are then
--- written in short batches (league_import.repair), each one transaction.
+-- The key map decides per old id, not per row: an id no team has any more, whose meaning names a
+-- live team (or a merge survivor), takes every row on it to that team (repair_id_map). Such rows
+-- are counted in one read per column (bulk_scan) and written by ranges of the column's position,
+-- one UPDATE ... FROM per batch (move_by_key_map). Every other row is decided one by one over the
+-- session's temp table repair_orphans and written in batches of its own. Every batch is one
+-- short transaction (league_import.repair).
 -- Templates: {table}, {column}, {row_id}, {quarantine_id}, {row_pk}, {author}, {text}, {league},
--- {match}, {mapped_key}, {order}, {predicate}, {group}, {columns}, {values} are composed with psycopg.sql.
+-- {match}, {mapped_key}, {order}, {predicate}, {group}, {columns}, {values}, {pos}, {scope},
+-- {written} are composed with psycopg.sql.
+
+-- name: settings
+-- For this transaction: the sorts of a hundred thousand orphans in memory, not on disk; and no
+-- nested loops: the planner takes the orphans of a table (an anti-join against teams) for one
+-- row, and would compare each of them with every id of repair_id_map (2.7 million comparisons
+-- at 10,000 memberships) instead of hashing the map once.
+SET LOCAL work_mem = '64MB';
+SET LOCAL enable_nestloop = off;
 
 -- name: create_orphans
-DROP TABLE IF EXISTS repair_orphans, repair_mentions, row_moves, reuse_targets;
+DROP TABLE IF EXISTS repair_orphans, repair_mentions, row_moves, reuse_targets, repair_id_map, repair_batches,
+                     repair_done;
 CREATE TEMP TABLE repair_orphans (
     n             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_name    text NOT NULL,
@@ -32,10 +46,11 @@ CREATE TEMP TABLE repair_orphans (
     strategy      text,
     reason        text,
     candidates    jsonb,
-    grp           text,
-    batch         integer,
-    applied       boolean NOT NULL DEFAULT false
+    grp           text
 );
+-- The orphans written so far (by number): a narrow table of its own, since marking them in
+-- repair_orphans rewrote a wide row per orphan.
+CREATE TEMP TABLE repair_done (n bigint PRIMARY KEY);
 CREATE TEMP TABLE row_moves (n bigint, row_ref tid, new_team_id bigint);
 CREATE TEMP TABLE reuse_targets (
     team_id bigint PRIMARY KEY, prev_epoch integer, evidence_run text, reused_at timestamptz
@@ -46,15 +61,105 @@ INSERT INTO reuse_targets
 SELECT %(team_id)s, %(prev_epoch)s, %(evidence_run)s,
        (SELECT k.first_seen_at FROM etl.team_key_map k WHERE k.team_id = %(team_id)s AND k.epoch = %(prev_epoch)s + 1);
 
+-- name: key_map_decisions
+-- Strategy a for every id the key map knows that no team has now: the live team its latest
+-- meaning names, or the survivor it was merged into (the rule of decide_by_key_map for a row
+-- not on a re-used id). Decided once per id, so collect_orphans writes each orphan decided
+-- instead of every orphan being updated afterwards.
+CREATE TEMP TABLE repair_id_map (old_team_id bigint PRIMARY KEY, new_team_id bigint NOT NULL);
+INSERT INTO repair_id_map
+SELECT k.team_id, coalesce(k.merged_into, t.id)
+FROM etl.team_key_map k
+LEFT JOIN public.leagues l ON l.code = k.league_code
+LEFT JOIN public.series s ON s.league_id = l.id AND s.series_key = k.series_key
+LEFT JOIN public.teams t ON t.league_id = l.id AND t.series_id = s.id AND t.team_key = k.team_key
+WHERE k.epoch = (SELECT max(m.epoch) FROM etl.team_key_map m WHERE m.team_id = k.team_id)
+  AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = k.team_id)
+  AND (k.merged_into IS NOT NULL AND EXISTS (SELECT 1 FROM public.teams x WHERE x.id = k.merged_into)
+       OR t.id IS NOT NULL AND t.id <> k.team_id);
+ANALYZE repair_id_map;
+
 -- name: collect_orphans
--- Rows whose team id exists nowhere.
+-- Rows whose team id exists nowhere, decided by the key map where repair_id_map knows the id.
+-- The scope: every such row, or (a column the bulk strategy writes) only those on the ids it left.
 INSERT INTO repair_orphans (table_name, column_name, row_ref, row_pk, row_id, quarantine_id, old_team_id,
-                            author_id, league_id, body, grp)
+                            author_id, league_id, body, grp, new_team_id, strategy)
 SELECT %(table_name)s, %(column_name)s, t.ctid, {row_pk}, {row_id}, {quarantine_id}, t.{column},
-       {author}, {league}, {text}, {group}
+       {author}, {league}, {text}, {group}, d.new_team_id, CASE WHEN d.new_team_id IS NOT NULL THEN 'key_map' END
 FROM {table} t
-WHERE t.{column} IS NOT NULL
+LEFT JOIN repair_id_map d ON d.old_team_id = t.{column}
+WHERE t.{column} IS NOT NULL AND {scope}
   AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = t.{column});
+
+-- name: key_enforced
+-- Whether a unique index enforces exactly these key columns, at once (not deferred), with NULLs
+-- equal or no NULL possible: then a bulk move that would repeat a key fails on the index, and
+-- only that batch is written again with its collisions settled, instead of every moving row
+-- being looked up first.
+SELECT EXISTS (
+    SELECT 1 FROM pg_index i
+    WHERE i.indrelid = %(table)s::regclass AND i.indisunique AND i.indisvalid AND i.indimmediate
+      AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnatts = i.indnkeyatts
+      AND (i.indnullsnotdistinct OR NOT %(nullable)s)
+      AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a
+           WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = %(columns)s::text[]
+);
+
+-- name: bulk_scan
+-- One read of a column for the bulk strategy: its rows on ids no team has, counted per id with
+-- the team repair_id_map decided for the id (none: the id's rows are collected one by one), and
+-- the edges of its batches: the position (the table's id, or the other column of its
+-- natural key) of every %(size)s-th row that moves, in position order. Nothing is written, so the
+-- scan runs in parallel where the server allows.
+WITH found AS MATERIALIZED (
+    SELECT t.{column} AS old_team_id, t.{pos} AS pos
+    FROM {table} t
+    WHERE t.{column} IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = t.{column})
+), moving AS (
+    SELECT f.pos, row_number() OVER (ORDER BY f.pos) AS rn, count(*) OVER () AS total
+    FROM found f JOIN repair_id_map d ON d.old_team_id = f.old_team_id
+)
+SELECT f.old_team_id, d.new_team_id, count(*)::bigint, NULL::bigint
+FROM found f LEFT JOIN repair_id_map d ON d.old_team_id = f.old_team_id
+GROUP BY f.old_team_id, d.new_team_id
+UNION ALL
+SELECT NULL, NULL, NULL, pos::bigint FROM moving WHERE rn %% %(size)s = 0 AND rn < total;
+
+-- name: team_index
+-- Whether a btree index leads with the team column: then a bulk batch reads its old ids' rows
+-- through it (only the rows it moves), as the floor's UPDATE ... FROM does.
+SELECT EXISTS (
+    SELECT 1 FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_am a ON a.oid = c.relam
+    JOIN pg_attribute att ON att.attrelid = i.indrelid AND att.attnum = i.indkey[0]
+    WHERE i.indrelid = %(table)s::regclass AND i.indisvalid AND i.indpred IS NULL
+      AND a.amname = 'btree' AND att.attname = %(column_name)s
+);
+
+-- name: bulk_ids
+-- The bulk strategy's read of a column whose rows an index finds by team: its rows on ids no
+-- team has, counted per id (in parallel where the server allows), with the team repair_id_map
+-- decided for each id (none: the id's rows are collected one by one).
+WITH found AS MATERIALIZED (
+    SELECT t.{column} AS old_team_id, count(*)::bigint AS rows
+    FROM {table} t
+    WHERE t.{column} IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = t.{column})
+    GROUP BY t.{column}
+)
+SELECT f.old_team_id, d.new_team_id, f.rows
+FROM found f LEFT JOIN repair_id_map d ON d.old_team_id = f.old_team_id;
+
+-- name: id_edges
+-- One old id with more rows than a batch: the position of every %(size)s-th of its rows.
+SELECT pos::bigint FROM (
+    SELECT t.{pos} AS pos, row_number() OVER (ORDER BY t.{pos}) AS rn, count(*) OVER () AS total
+    FROM {table} t
+    WHERE t.{column} = %(id)s
+) x
+WHERE rn %% %(size)s = 0 AND rn < total;
 
 -- name: collect_misplaced
 -- Rows on a re-used id: those the last good backup shows on that id keep the meaning the id had
@@ -166,11 +271,13 @@ CREATE TEMP TABLE repair_mentions (n bigint, series_key text) ON COMMIT DROP;
 -- undecided (the id it sits on may name another team now).
 DROP TABLE IF EXISTS author_memberships;
 CREATE TEMP TABLE author_memberships ON COMMIT DROP AS
-SELECT DISTINCT m.user_id, coalesce(o.new_team_id, m.team_id) AS team_id
+SELECT DISTINCT m.user_id, coalesce(o.new_team_id, d.new_team_id, m.team_id) AS team_id
 FROM public.team_memberships m
 LEFT JOIN repair_orphans o
        ON o.table_name = 'team_memberships' AND o.column_name = 'team_id'
       AND o.row_pk = m.user_id AND o.old_team_id = m.team_id
+-- an orphaned membership the bulk strategy moves (not in repair_orphans): on its id's team
+LEFT JOIN repair_id_map d ON d.old_team_id = m.team_id AND o.n IS NULL
 WHERE o.n IS NULL OR o.strategy IN ('key_map', 'restored_team');
 ANALYZE author_memberships;
 
@@ -237,8 +344,9 @@ WHERE strategy IS NULL;
 
 -- name: no_op_decisions
 -- A row decided back onto the id it is on (its own team restored under it) needs no write.
-UPDATE repair_orphans SET applied = true
-WHERE strategy <> 'quarantine' AND new_team_id = old_team_id;
+INSERT INTO repair_done
+SELECT n FROM repair_orphans WHERE strategy <> 'quarantine' AND new_team_id = old_team_id
+ON CONFLICT DO NOTHING;
 
 -- name: decision_counts
 -- How many rows each strategy took, per team column.
@@ -247,19 +355,37 @@ FROM repair_orphans
 GROUP BY table_name, column_name, strategy;
 
 -- name: assign_batches
--- Batches of about %(size)s rows of one column, by their order of collection. Rows of one group
--- (the same natural key but for the team: one user's memberships, one practice slot) share a
--- batch: on re-used ids they may trade places, which one batch does without a false duplicate.
+-- Batches of about %(size)s rows of one column and kind (moves, or quarantine), by their order of
+-- collection, numbered across every column at once. Rows of one group (the same natural key but
+-- for the team: one user's memberships, one practice slot) share a batch: on re-used ids they may
+-- trade places, which one batch does without a false duplicate. Kept in a narrow table of its
+-- own (writing the batch into every orphan's row cost more than deciding it).
+CREATE TEMP TABLE repair_batches AS
 WITH numbered AS (
-    SELECT n, grp, row_number() OVER (ORDER BY n) AS rn
+    SELECT n, table_name, column_name, strategy = 'quarantine' AS quarantine, grp,
+           row_number() OVER (PARTITION BY table_name, column_name, strategy = 'quarantine' ORDER BY n) AS rn
     FROM repair_orphans
-    WHERE table_name = %(table_name)s AND column_name = %(column_name)s AND NOT applied
-      AND strategy = ANY (%(strategies)s)
+    WHERE strategy IS NOT NULL AND NOT EXISTS (SELECT 1 FROM repair_done d WHERE d.n = repair_orphans.n)
 ), grouped AS (
-    SELECT n, (min(rn) OVER (PARTITION BY coalesce(grp, n::text)) - 1) / %(size)s AS batch FROM numbered
+    SELECT n, table_name, column_name, quarantine,
+           (min(rn) OVER (PARTITION BY table_name, column_name, quarantine, coalesce(grp, n::text)) - 1)
+               / %(size)s AS part
+    FROM numbered
 )
-UPDATE repair_orphans o SET batch = g.batch FROM grouped g WHERE o.n = g.n
-RETURNING o.batch;
+SELECT n, table_name, column_name, quarantine,
+       dense_rank() OVER (ORDER BY table_name, column_name, quarantine, part)::integer AS batch
+FROM grouped;
+
+-- name: index_batches
+CREATE INDEX ON repair_batches (batch, n);
+ANALYZE repair_batches;
+
+-- name: batch_ranges
+-- Each batch with the range of its rows' numbers, so a batch reads its own rows, not every orphan.
+SELECT table_name, column_name, quarantine, batch, min(n), max(n)
+FROM repair_batches
+GROUP BY table_name, column_name, quarantine, batch
+ORDER BY batch;
 
 -- name: clear_batch
 TRUNCATE row_moves;
@@ -270,31 +396,47 @@ INSERT INTO row_moves (n, row_ref, new_team_id)
 SELECT o.n, t.ctid, o.new_team_id
 FROM repair_orphans o
 JOIN {table} t ON {match}
-WHERE o.batch = %(batch)s AND o.table_name = %(table_name)s AND o.column_name = %(column_name)s
-  AND NOT o.applied AND o.strategy = ANY (%(strategies)s) AND t.{column} = o.old_team_id;
+WHERE o.n BETWEEN %(first)s AND %(last)s AND o.n IN (SELECT b.n FROM repair_batches b WHERE b.batch = %(batch)s)
+  AND o.table_name = %(table_name)s AND o.column_name = %(column_name)s
+  AND NOT EXISTS (SELECT 1 FROM repair_done d WHERE d.n = o.n)
+  AND o.strategy = ANY (%(strategies)s) AND t.{column} = o.old_team_id;
 
 -- name: move_collisions
 -- Rows that would repeat their table's natural key once moved: one row per key stays, chosen by
 -- the dedup rule ({order}: the primary membership, else the lowest id), then a row that does not
--- move; the others are archived as duplicates and removed.
+-- move; the others are archived as duplicates and removed. Only the batch's rows and the rows
+-- already holding a key one of them moves to can meet: those are looked up through the natural
+-- key's index, by equal values ({same_key_equal}), and for a moving row with a NULL in its key
+-- ({key_has_null}) by NULL-safe comparison ({same_key}), not found by sorting every row of the
+-- teams they move to.
 CREATE TEMP TABLE IF NOT EXISTS move_collisions (ref tid) ON COMMIT DROP;
 TRUNCATE move_collisions;
 INSERT INTO move_collisions
+WITH moving AS MATERIALIZED (
+    SELECT m.new_team_id AS repair_new_team_id, x.*
+    FROM {table} x JOIN row_moves m ON m.row_ref = x.ctid
+    WHERE x.ctid = ANY (ARRAY(SELECT row_ref FROM row_moves))
+), meeting AS MATERIALIZED (
+    SELECT row_ref AS ref FROM row_moves
+    UNION
+    SELECT s.ctid FROM moving x JOIN {table} s ON {same_key_equal}
+    UNION
+    SELECT s.ctid FROM moving x JOIN {table} s ON {same_key} WHERE {key_has_null}
+)
 SELECT ref FROM (
     SELECT r.ctid AS ref,
            row_number() OVER (PARTITION BY {mapped_key} ORDER BY {order}, m.row_ref IS NOT NULL, r.ctid) AS rn
     FROM {table} r
     LEFT JOIN row_moves m ON m.row_ref = r.ctid
-    WHERE r.ctid IN (SELECT row_ref FROM row_moves)
-       OR r.{column} IN (SELECT new_team_id FROM row_moves)
+    WHERE r.ctid = ANY (ARRAY(SELECT ref FROM meeting))
 ) ranked
 WHERE rn > 1;
 
 -- name: collided
-t.ctid IN (SELECT ref FROM move_collisions)
+t.ctid = ANY (ARRAY(SELECT ref FROM move_collisions))
 
 -- name: delete_collided
-WITH gone AS (DELETE FROM {table} t WHERE t.ctid IN (SELECT ref FROM move_collisions) RETURNING t.ctid)
+WITH gone AS (DELETE FROM {table} t WHERE t.ctid = ANY (ARRAY(SELECT ref FROM move_collisions)) RETURNING t.ctid)
 DELETE FROM row_moves m USING gone g WHERE m.row_ref = g.ctid RETURNING m.n;
 
 -- name: swapping_rows
@@ -303,50 +445,59 @@ DELETE FROM row_moves m USING gone g WHERE m.row_ref = g.ctid RETURNING m.n;
 -- once the others moved, in the same transaction. Their copies wait in move_swaps (ids and every
 -- value kept, only the team changes). Only tables whose key holds the team come here
 -- (memberships, practice times): no row of another table points at theirs.
+-- The batch's own rows are compared first; the table is read only for the rows that swap.
 DROP TABLE IF EXISTS move_swaps;
 CREATE TEMP TABLE move_swaps ON COMMIT DROP AS
-SELECT m.new_team_id AS repair_team_id, m.n AS repair_n, t.*
-FROM {table} t
-JOIN row_moves m ON m.row_ref = t.ctid
-JOIN repair_orphans o ON o.n = m.n
-WHERE EXISTS (SELECT 1 FROM row_moves m2 JOIN repair_orphans o2 ON o2.n = m2.n
-              WHERE m2.n <> m.n AND o2.grp = o.grp AND o2.old_team_id = m.new_team_id);
-DELETE FROM {table} t USING row_moves m WHERE t.ctid = m.row_ref AND m.n IN (SELECT repair_n FROM move_swaps);
+WITH batch AS MATERIALIZED (
+    SELECT m.n, m.row_ref, m.new_team_id, o.grp, o.old_team_id
+    FROM row_moves m JOIN repair_orphans o ON o.n = m.n
+), swapping AS MATERIALIZED (
+    SELECT b.n, b.row_ref, b.new_team_id FROM batch b
+    WHERE EXISTS (SELECT 1 FROM batch b2 WHERE b2.n <> b.n AND b2.grp = b.grp AND b2.old_team_id = b.new_team_id)
+)
+SELECT s.new_team_id AS repair_team_id, s.n AS repair_n, t.*
+FROM swapping s JOIN {table} t ON t.ctid = s.row_ref
+WHERE t.ctid = ANY (ARRAY(SELECT row_ref FROM swapping));
+DELETE FROM {table} t
+WHERE t.ctid = ANY (ARRAY(SELECT m.row_ref FROM row_moves m JOIN move_swaps s ON s.repair_n = m.n));
 DELETE FROM row_moves WHERE n IN (SELECT repair_n FROM move_swaps);
 
 -- name: swapped_rows_back
 INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE
 SELECT {values} FROM move_swaps t;
-UPDATE repair_orphans o SET applied = true FROM move_swaps s WHERE o.n = s.repair_n;
+INSERT INTO repair_done SELECT repair_n FROM move_swaps ON CONFLICT DO NOTHING;
 
 -- name: move_rows
+-- The batch's rows are fetched by their tuple ids (a TID scan), not found by reading the table.
 WITH moved AS (
     UPDATE {table} t SET {column} = m.new_team_id
     FROM row_moves m
-    WHERE t.ctid = m.row_ref
+    WHERE t.ctid = m.row_ref AND t.ctid = ANY (ARRAY(SELECT row_ref FROM row_moves))
     RETURNING m.n
 )
-UPDATE repair_orphans o SET applied = true FROM moved WHERE o.n = moved.n;
+INSERT INTO repair_done SELECT n FROM moved ON CONFLICT DO NOTHING;
 
 -- name: mark_applied
-UPDATE repair_orphans SET applied = true WHERE n = ANY (%(ns)s);
+INSERT INTO repair_done SELECT unnest(%(ns)s::bigint[]) ON CONFLICT DO NOTHING;
 
 -- name: quarantined_predicate
-t.ctid IN (SELECT row_ref FROM row_moves)
+t.ctid = ANY (ARRAY(SELECT row_ref FROM row_moves))
 
 -- name: detach_quarantined
 WITH detached AS (
     UPDATE {table} t SET {column} = NULL
-    FROM row_moves m WHERE t.ctid = m.row_ref
+    FROM row_moves m WHERE t.ctid = m.row_ref AND t.ctid = ANY (ARRAY(SELECT row_ref FROM row_moves))
     RETURNING m.n
 )
-UPDATE repair_orphans o SET applied = true FROM detached d WHERE o.n = d.n;
+INSERT INTO repair_done SELECT n FROM detached ON CONFLICT DO NOTHING;
 
 -- name: remove_quarantined
 WITH removed AS (
-    DELETE FROM {table} t USING row_moves m WHERE t.ctid = m.row_ref RETURNING m.n
+    DELETE FROM {table} t USING row_moves m
+    WHERE t.ctid = m.row_ref AND t.ctid = ANY (ARRAY(SELECT row_ref FROM row_moves))
+    RETURNING m.n
 )
-UPDATE repair_orphans o SET applied = true FROM removed r WHERE o.n = r.n;
+INSERT INTO repair_done SELECT n FROM removed ON CONFLICT DO NOTHING;
 
 -- name: record_quarantine
 -- Keyed by the row's real identity (its id, or its whole key): any number of rows of one user
@@ -354,16 +505,65 @@ UPDATE repair_orphans o SET applied = true FROM removed r WHERE o.n = r.n;
 INSERT INTO etl.quarantine (table_name, column_name, row_id, old_team_id, reason, candidates, run_id)
 SELECT o.table_name, o.column_name, o.quarantine_id, o.old_team_id, o.reason, o.candidates, %(run_id)s
 FROM repair_orphans o
-WHERE o.batch = %(batch)s AND o.table_name = %(table_name)s AND o.column_name = %(column_name)s
-  AND o.strategy = 'quarantine' AND o.applied
+WHERE o.n BETWEEN %(first)s AND %(last)s AND o.n IN (SELECT b.n FROM repair_batches b WHERE b.batch = %(batch)s)
+  AND o.table_name = %(table_name)s AND o.column_name = %(column_name)s
+  AND o.strategy = 'quarantine' AND EXISTS (SELECT 1 FROM repair_done d WHERE d.n = o.n)
 ON CONFLICT (table_name, column_name, row_id) WHERE resolved_at IS NULL DO NOTHING;
 
 -- name: record_decisions
+-- The batch's decisions, in the transaction that wrote them. The CTE gives each row written
+-- (row_id, old_team_id, new_team_id, strategy): the rows of a batch marked done
+-- (batch_decisions, collected_decisions), or a bulk batch's moves as they happen
+-- (move_by_key_map: the UPDATE's own RETURNING, so the rows are not read twice).
+WITH written AS ({written})
 INSERT INTO etl.repairs (run_id, table_name, column_name, row_id, old_team_id, new_team_id, strategy)
-SELECT %(run_id)s, table_name, column_name, row_id, old_team_id, new_team_id, strategy
+SELECT %(run_id)s, %(table_name)s, %(column_name)s, w.row_id, w.old_team_id, w.new_team_id, w.strategy
+FROM written w;
+
+-- name: batch_decisions
+SELECT o.row_id, o.old_team_id, o.new_team_id, o.strategy
 FROM repair_orphans o
-WHERE o.batch = %(batch)s AND o.table_name = %(table_name)s AND o.column_name = %(column_name)s
-  AND o.applied AND o.strategy = ANY (%(strategies)s);
+WHERE o.n BETWEEN %(first)s AND %(last)s AND o.n IN (SELECT b.n FROM repair_batches b WHERE b.batch = %(batch)s)
+  AND o.table_name = %(table_name)s AND o.column_name = %(column_name)s
+  AND EXISTS (SELECT 1 FROM repair_done d WHERE d.n = o.n) AND o.strategy = ANY (%(strategies)s)
+
+-- name: bulk_settings
+-- A bulk batch reads its range through the position's index (or the whole table, for a large
+-- range) and hashes repair_id_map: never a merge join along another index of the table.
+SET LOCAL enable_nestloop = off;
+SET LOCAL enable_mergejoin = off;
+
+-- name: move_by_key_map
+-- A bulk batch: every row of the batch (its old ids, or its position range) on an id
+-- repair_id_map decided goes to that id's team, in the scan that finds it (the floor's own
+-- UPDATE ... FROM, on a part of the table). A row the app moved meanwhile is no longer on the id,
+-- and is left alone.
+UPDATE {table} t SET {column} = d.new_team_id
+FROM repair_id_map d
+WHERE d.old_team_id = t.{column} AND {batch}
+RETURNING {row_id} AS row_id, d.old_team_id, d.new_team_id, 'key_map'::text AS strategy
+
+-- name: collect_bulk_batch
+-- A bulk batch whose moves repeat a natural key (the unique index refused it, back to its
+-- savepoint): its rows are collected, decided by the key map, and written as the other batches
+-- are, the collisions settled by the dedup rule and archived.
+WITH found AS (
+    INSERT INTO repair_orphans (table_name, column_name, row_ref, row_pk, row_id, quarantine_id, old_team_id,
+                                author_id, league_id, body, grp, new_team_id, strategy)
+    SELECT %(table_name)s, %(column_name)s, t.ctid, {row_pk}, {row_id}, {quarantine_id}, t.{column},
+           {author}, {league}, {text}, {group}, d.new_team_id, 'key_map'
+    FROM {table} t JOIN repair_id_map d ON d.old_team_id = t.{column}
+    WHERE {batch}
+    RETURNING n, row_ref, new_team_id
+), moves AS (
+    INSERT INTO row_moves (n, row_ref, new_team_id) SELECT n, row_ref, new_team_id FROM found
+)
+SELECT min(n), max(n) FROM found;
+
+-- name: collected_decisions
+SELECT o.row_id, o.old_team_id, o.new_team_id, o.strategy
+FROM repair_orphans o
+WHERE o.n BETWEEN %(first)s AND %(last)s AND EXISTS (SELECT 1 FROM repair_done d WHERE d.n = o.n)
 
 -- name: record_unmoved
 -- Decisions that needed no write (a team restored under the row's own id): recorded in the
@@ -375,12 +575,15 @@ WHERE strategy <> 'quarantine' AND new_team_id = old_team_id;
 
 -- name: unapplied
 -- Rows the batches could not write (the app changed them meanwhile): the next run sees them again.
-SELECT table_name, count(*) FROM repair_orphans WHERE NOT applied GROUP BY table_name;
+SELECT table_name, count(*) FROM repair_orphans o
+WHERE NOT EXISTS (SELECT 1 FROM repair_done d WHERE d.n = o.n)
+GROUP BY table_name;
 
 -- name: settled_reuses
 -- Re-used ids all of whose collected rows were written.
 SELECT u.team_id FROM reuse_targets u
-WHERE NOT EXISTS (SELECT 1 FROM repair_orphans o WHERE o.reused AND o.old_team_id = u.team_id AND NOT o.applied);
+WHERE NOT EXISTS (SELECT 1 FROM repair_orphans o WHERE o.reused AND o.old_team_id = u.team_id
+                  AND NOT EXISTS (SELECT 1 FROM repair_done d WHERE d.n = o.n));
 
 -- name: sample_decisions
 SELECT table_name, row_id, old_team_id, new_team_id, strategy, reason, candidates
@@ -389,4 +592,4 @@ ORDER BY strategy, table_name, n
 LIMIT %(limit)s;
 
 -- name: drop_work
-DROP TABLE IF EXISTS repair_orphans, row_moves, reuse_targets;
+DROP TABLE IF EXISTS repair_orphans, row_moves, reuse_targets, repair_id_map, repair_batches, repair_done;

@@ -54,8 +54,14 @@ def archive_rows(
     """Copy the rows of public.<table> matching `predicate` (alias t) to the archive; returns the count.
 
     Nothing to copy, nothing done: the archive table is not even touched (no DDL, no lock).
+    The probe is planned for all rows (a materialized CTE), not for the first one: under EXISTS
+    the planner takes an anti-join predicate for a nested loop, quadratic when no row matches
+    (10 s for 27,000 unchanged matches; minutes for 900,000); planned whole, it is one hash join
+    that still stops at the first match.
     """
-    found = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(sql.Identifier("public", table), predicate)
+    found = sql.SQL(
+        "WITH candidates AS MATERIALIZED (SELECT 1 FROM {} AS t WHERE {}) SELECT EXISTS (SELECT 1 FROM candidates)"
+    ).format(sql.Identifier("public", table), predicate)
     if not cur.execute(found, params or None).fetchone()[0]:
         return 0
     columns = ensure_archive(cur, table)

@@ -15,13 +15,23 @@ Two phases, so the app keeps working while it runs:
    but for the team (one user's memberships) are written in one batch: on re-used ids they may
    trade places. A retry, or a run killed midway, starts again from the rows still wrong; a
    second run finds none.
+
+The bulk of a churn is rows on ids no team has, whose key map meaning names a live team: every
+row on such an id goes to that one team, so the key map decides per id (repair_id_map), not per
+row. Phase 1 only counts those rows, and phase 2 (after the row-by-row batches) writes them with
+the floor's own UPDATE ... FROM over ranges of the column's position (its table's id, or the
+other column of its natural key), etl.repairs filled from the UPDATE's RETURNING in the same
+statement. Where the natural key holds the team column, the key's unique index checks each move
+as it is written; a batch it refuses is rolled back to its savepoint and written again row by
+row, collisions settled. Collecting, re-reading and comparing every row cost three times the
+writes themselves (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-from psycopg import Connection, Cursor, Rollback, sql
+from psycopg import Connection, Cursor, Rollback, errors, sql
 
 from league_import.archive import archive_rows, live_columns
 from league_import.catalog import TeamColumn, natural_key
@@ -29,13 +39,16 @@ from league_import.constraints import keys_for_dry_run, validate_team_references
 from league_import.errors import CountMismatchError
 from league_import.history import refresh_key_map, settle_reuses, unsettled_reuses
 from league_import.identity import mentions, parse_label
-from league_import.pgcatalog import table_columns
+from league_import.pgcatalog import columns as column_types
+from league_import.pgcatalog import qualified, table_columns
 from league_import.references import row_id, team_columns
 from league_import.sql import run, statements
 
 STRATEGIES = ("key_map", "restored_team", "content", "user_context", "quarantine")
 MOVES = ["key_map", "restored_team", "content", "user_context"]
 BATCH_ROWS = 10_000
+POSITION_TYPES = ("bigint", "integer", "smallint")
+FIRST, LAST = -(2**63), 2**63 - 1  # the ends of a bigint position range
 
 _run = partial(run, "repair")
 
@@ -77,6 +90,31 @@ class _Column:
         self.params = {"table_name": col.table, "column_name": col.column}
         self.key = key if key and col.column in key.columns else None
         self.has_id = "id" in columns
+        # The bulk strategy's position: an integer that names the row and never changes with its
+        # team (the id; for memberships the user, so a user's rows share a batch).
+        position = "id" if self.has_id else (others[0] if self.key is not None and len(others) == 1 else None)
+        types = {c.name: c.type for c in column_types(cur, col.table)} if position else {}
+        self.pos = position if types.get(position) in POSITION_TYPES and columns[position] else None
+        self.parts["pos"] = sql.Identifier(self.pos or col.column)
+        self.nullable_key = any(not columns[n] for n in (self.key.columns if self.key else ()))
+        self.bulk = False  # decided in the decide transaction (_bulk_ready)
+        self.moving: dict[int, tuple[int, int]] = {}  # old id -> (new id, rows) the bulk strategy moves
+        self.batches: list[tuple[list[int] | None, int, int]] = []  # (old ids or all, position range)
+        if self.key is not None:
+            # A row s already holding the key a moving row x goes to: by equal values (what the
+            # natural key's index finds), and NULL-safe (NULLs compare equal, as in the key).
+            others = [name for name in self.key.columns if name != col.column]
+            team = sql.SQL("s.{} = x.repair_new_team_id").format(self.column)
+
+            def same(op: str) -> sql.Composable:
+                return sql.SQL(" AND ").join(
+                    [team, *(sql.SQL("s.{c} {op} x.{c}").format(c=sql.Identifier(n), op=sql.SQL(op)) for n in others)]
+                )
+
+            nullable = [sql.SQL("x.{} IS NULL").format(sql.Identifier(n)) for n in others if not columns[n]]
+            self.parts["same_key_equal"] = same("=")
+            self.parts["same_key"] = same("IS NOT DISTINCT FROM")
+            self.parts["key_has_null"] = sql.SQL(" OR ").join(nullable) if nullable else sql.SQL("false")
         # Rows that share the key but for the team: one batch writes them all (see assign_batches).
         self.parts["group"] = (
             sql.SQL("jsonb_build_object({})::text").format(
@@ -86,11 +124,16 @@ class _Column:
             else sql.SQL("NULL::text")
         )
 
+    @property
+    def moving_rows(self) -> int:
+        return sum(n for _, n in self.moving.values())
+
 
 def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sample: int = 20) -> dict:
     """Repair every orphaned or misplaced team reference; returns counts per table and strategy."""
     with conn.cursor() as cur:
         with conn.transaction() as tx:
+            _run(cur, "settings")
             if dry_run:
                 keys_for_dry_run(conn)
             columns = [_Column(cur, c, table_columns(cur)[c.table]) for c in team_columns(cur)]
@@ -98,18 +141,23 @@ def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sam
             reuses = unsettled_reuses(cur)
             unmoved = _decide(cur, columns, reuses)
             decided = _run(cur, "decision_counts").fetchall()
+            decided += [(c.col.table, c.col.column, "key_map", c.moving_rows) for c in columns if c.moving_rows]
             decisions = [
                 dict(zip(("table", "row_id", "old_team_id", "new_team_id", "strategy", "reason", "candidates"), r))
                 for r in _run(cur, "sample_decisions", {"limit": sample}).fetchall()
             ]
+            decisions = sorted(decisions + _bulk_sample(columns, sample), key=lambda d: (d["strategy"], d["table"]))
+            decisions = decisions[:sample]
             if dry_run:
                 _run(cur, "drop_work")
                 raise Rollback(tx)
             if unmoved:  # rows whose own team was restored under their id: done, with the team
                 _run(cur, "record_unmoved", {"run_id": run_id})
-        written = {} if dry_run else _write(conn, cur, columns, run_id, decided)
+        written = {} if dry_run else _write(conn, cur, columns, run_id, swaps=bool(reuses))
         with conn.transaction():
             unapplied = {} if dry_run else dict(_run(cur, "unapplied").fetchall())
+            for table, n in written.pop("bulk_left", {}).items():
+                unapplied[table] = unapplied.get(table, 0) + n
             if reuses and not dry_run:
                 settle_reuses(cur, run_id, [r[0] for r in _run(cur, "settled_reuses").fetchall()])
             _run(cur, "drop_work")
@@ -137,14 +185,79 @@ def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sam
     }
 
 
+def _bulk_ready(cur: Cursor, c: _Column) -> bool:
+    """Whether the bulk strategy can write this column: it has a position, and a move that would
+    repeat its natural key is refused by the key's own index (then settled; see module doc)."""
+    if c.pos is None:
+        return False
+    if c.key is None:
+        return True
+    params = {
+        "table": qualified(cur, "public", c.col.table),
+        "columns": sorted(c.key.columns),
+        "nullable": c.nullable_key,
+    }
+    return _run(cur, "key_enforced", params).fetchone()[0]
+
+
+def _scan_bulk(cur: Cursor, c: _Column) -> list[int]:
+    """Count the column's rows on ids no team has, per id, and plan its batches; returns the ids
+    repair_id_map has no team for (their rows are collected and decided one by one).
+
+    Where an index leads with the team column, a batch is a run of whole old ids (split by
+    position when one id has more rows than a batch): it reads only the rows it moves, through
+    that index, as the floor's own UPDATE does. Elsewhere a batch is a range of positions, whose
+    edges this read finds, and reads every row of its range.
+    """
+    params = {**c.params, "size": BATCH_ROWS, "table": qualified(cur, "public", c.col.table)}
+    by_ids = _run(cur, "team_index", params).fetchone()[0]
+    if by_ids:
+        found = [(old, new, n, None) for old, new, n in _run(cur, "bulk_ids", **c.parts).fetchall()]
+    else:
+        found = _run(cur, "bulk_scan", params, **c.parts).fetchall()
+    c.moving = {old: (new, n) for old, new, n, _ in found if old is not None and new is not None}
+    if by_ids:
+        c.batches = _id_batches(cur, c)
+    else:
+        edges = sorted({edge for old, _, _, edge in found if old is None})
+        c.batches = [(None, lo, hi) for lo, hi in _ranges(edges)]
+    return [old for old, new, _, _ in found if old is not None and new is None]
+
+
+def _id_batches(cur: Cursor, c: _Column) -> list[tuple[list[int] | None, int, int]]:
+    """Runs of whole old ids of at most BATCH_ROWS rows; an id with more, by its own position edges."""
+    batches: list[tuple[list[int] | None, int, int]] = []
+    run: list[int] = []
+    rows = 0
+    for old, (_, n) in sorted(c.moving.items()):
+        if n > BATCH_ROWS:
+            edges = [e for (e,) in _run(cur, "id_edges", {"id": old, "size": BATCH_ROWS}, **c.parts).fetchall()]
+            batches += [([old], lo, hi) for lo, hi in _ranges(edges)]
+            continue
+        if run and rows + n > BATCH_ROWS:
+            batches.append((run, FIRST, LAST))
+            run, rows = [], 0
+        run.append(old)
+        rows += n
+    if run:
+        batches.append((run, FIRST, LAST))
+    return batches
+
+
 def _decide(cur: Cursor, columns: list[_Column], reuses) -> int:
     """Collect the rows to repair and decide each (phase 1), into the session's repair_orphans;
     returns how many need no write (their own team was restored under their id)."""
     _run(cur, "create_orphans")
+    _run(cur, "key_map_decisions")
     for r in reuses:
         _run(cur, "add_reuse_target", {"team_id": r.team_id, "prev_epoch": r.epoch - 1, "evidence_run": r.evidence_run})
     for c in columns:
-        _run(cur, "collect_orphans", c.params, **c.parts)
+        c.bulk = _bulk_ready(cur, c)
+        if not c.bulk:
+            _run(cur, "collect_orphans", c.params, **c.parts, scope=sql.SQL("true"))
+        elif unmapped := _scan_bulk(cur, c):
+            scope = sql.SQL("t.{} = ANY (%(ids)s)").format(c.column)
+            _run(cur, "collect_orphans", {**c.params, "ids": unmapped}, **c.parts, scope=scope)
         if reuses:
             _run(cur, "collect_misplaced", c.params, **c.parts)
     _run(cur, "analyze_orphans")
@@ -162,6 +275,24 @@ def _decide(cur: Cursor, columns: list[_Column], reuses) -> int:
         _run(cur, "decide_by_user_context")
         _run(cur, "quarantine_rest")
     return _run(cur, "no_op_decisions").rowcount
+
+
+def _bulk_sample(columns: list[_Column], limit: int) -> list[dict]:
+    """The bulk strategy's decisions, one entry per old id (with its rows), for the report."""
+    return [
+        {
+            "table": c.col.table,
+            "row_id": None,
+            "old_team_id": old,
+            "new_team_id": new,
+            "strategy": "key_map",
+            "reason": None,
+            "candidates": None,
+            "rows": n,
+        }
+        for c in columns
+        for old, (new, n) in sorted(c.moving.items())[:limit]
+    ]
 
 
 def _undecided(cur: Cursor) -> int:
@@ -189,38 +320,95 @@ def _find_mentions(cur: Cursor) -> None:
                 copy.write_row((n, key))
 
 
-def _write(conn: Connection, cur: Cursor, columns: list[_Column], run_id: str, decided) -> dict:
-    """Phase 2: the decisions, written in short batches per team column."""
-    wanted = {(t, c): set() for t, c, *_ in decided}
-    for t, c, strategy, _ in decided:
-        wanted[(t, c)].add(strategy)
+def _write(conn: Connection, cur: Cursor, columns: list[_Column], run_id: str, *, swaps: bool) -> dict:
+    """Phase 2: the decisions, written in short batches per team column. `swaps`: rows may trade
+    places, which only rows on a re-used id can (every other row leaves an id no team has)."""
+    with conn.transaction():  # outside one, the batches below would be savepoints of it
+        _run(cur, "settings")
+        _run(cur, "assign_batches", {"size": BATCH_ROWS})
+        _run(cur, "index_batches")
+        found = _run(cur, "batch_ranges").fetchall()
+    ranges: dict[tuple[str, str, bool], list[tuple[int, int, int]]] = {}
+    for table, column, quarantine, batch, first, last in found:
+        ranges.setdefault((table, column, quarantine), []).append((batch, first, last))
     batches, removed, merged = 0, {}, {}
     for c in columns:
-        strategies = wanted.get((c.col.table, c.col.column), set())
-        for kind in ([m for m in MOVES if m in strategies], ["quarantine"] if "quarantine" in strategies else []):
-            if not kind:
-                continue
-            with conn.transaction():  # outside one, the batches below would be savepoints of it
-                found = _run(cur, "assign_batches", {**c.params, "size": BATCH_ROWS, "strategies": kind}).fetchall()
-            for batch in sorted({b for (b,) in found}):
-                args = {**c.params, "batch": batch, "strategies": kind, "run_id": run_id}
+        for kind, quarantine in ((MOVES, False), (["quarantine"], True)):
+            for batch, first, last in ranges.get((c.col.table, c.col.column, quarantine), []):
+                args = {**c.params, "batch": batch, "first": first, "last": last, "strategies": kind, "run_id": run_id}
                 with conn.transaction():
                     _run(cur, "clear_batch")
                     _run(cur, "batch_rows", args, table=c.table, column=c.column, match=c.match)
-                    if kind == ["quarantine"]:
+                    if quarantine:
                         removed[c.col.table] = removed.get(c.col.table, 0) + _quarantine(cur, c, run_id, args)
                     else:
-                        merged[c.col.table] = merged.get(c.col.table, 0) + _move(cur, c, run_id)
-                    _run(cur, "record_decisions", args)
+                        merged[c.col.table] = merged.get(c.col.table, 0) + _move(cur, c, run_id, swaps)
+                    _run(cur, "record_decisions", args, written=_statement("batch_decisions"))
                 batches += 1
+    # The bulk strategy last: the rows decided one by one (on re-used ids) have left the ids
+    # these rows go to, so a collision met here is a real duplicate.
+    left: dict[str, int] = {}
+    for c in columns:
+        expected = c.moving_rows
+        if not expected:
+            continue
+        moved = 0
+        for ids, lo, hi in c.batches:
+            args = {**c.params, "ids": ids, "lo": lo, "hi": hi, "run_id": run_id}
+            parts = {**c.parts, "batch": _batch_rows(c, ids, lo, hi)}
+            with conn.transaction():
+                _run(cur, "bulk_settings")
+                try:
+                    with conn.transaction():  # a savepoint: a batch that repeats a key is written again
+                        moves = _statement("move_by_key_map", **parts)
+                        moved += _run(cur, "record_decisions", args, written=moves).rowcount
+                except errors.UniqueViolation:
+                    written, collided = _bulk_with_collisions(cur, c, run_id, args, parts)
+                    moved += written
+                    merged[c.col.table] = merged.get(c.col.table, 0) + collided
+            batches += 1
+        if moved < expected:  # rows the app moved or removed meanwhile
+            left[c.col.table] = left.get(c.col.table, 0) + expected - moved
     return {
         "batches": batches,
         "quarantined_rows_removed": {t: n for t, n in removed.items() if n},
         "merged_into_existing_rows": {t: n for t, n in merged.items() if n},
+        "bulk_left": left,
     }
 
 
-def _move(cur: Cursor, c: _Column, run_id: str) -> int:
+def _statement(name: str, **parts: sql.Composable) -> sql.Composable:
+    text = sql.SQL(statements("repair")[name])
+    return text.format(**parts) if parts else text
+
+
+def _batch_rows(c: _Column, ids: list[int] | None, lo: int, hi: int) -> sql.Composable:
+    """A bulk batch's rows (alias t): its old ids, its position range, or both."""
+    terms = [sql.SQL("t.{} = ANY (%(ids)s)").format(c.column)] if ids is not None else []
+    if (lo, hi) != (FIRST, LAST):
+        terms.append(sql.SQL("t.{} BETWEEN %(lo)s AND %(hi)s").format(sql.Identifier(c.pos)))
+    return sql.SQL(" AND ").join(terms) if terms else sql.SQL("true")
+
+
+def _ranges(edges: list[int]) -> list[tuple[int, int]]:
+    """Position ranges [lo, hi] between the batch edges, the first and the last open-ended."""
+    bounds = [FIRST - 1, *(e for e in edges if e < LAST), LAST]
+    return [(lo + 1, hi) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _bulk_with_collisions(cur: Cursor, c: _Column, run_id: str, args: dict, parts: dict) -> tuple[int, int]:
+    """A bulk batch that repeats a natural key, written as a row-by-row batch: returns the rows
+    recorded and the rows merged into an existing one."""
+    _run(cur, "clear_batch")
+    first, last = _run(cur, "collect_bulk_batch", args, **parts).fetchone()
+    if first is None:
+        return 0, 0
+    merged = _move(cur, c, run_id, swaps=False)
+    written = _statement("collected_decisions")
+    return _run(cur, "record_decisions", {**args, "first": first, "last": last}, written=written).rowcount, merged
+
+
+def _move(cur: Cursor, c: _Column, run_id: str, swaps: bool) -> int:
     """Move the batch's rows to their decided teams; returns the rows merged into an existing one."""
     merged = 0
     if c.key is not None:
@@ -235,7 +423,17 @@ def _move(cur: Cursor, c: _Column, run_id: str) -> int:
             for name in c.key.columns
         )
         order = sql.SQL(", ").join(order_terms) if order_terms else sql.SQL("NULL")
-        _run(cur, "move_collisions", table=c.table, column=c.column, mapped_key=mapped, order=order)
+        _run(
+            cur,
+            "move_collisions",
+            table=c.table,
+            column=c.column,
+            mapped_key=mapped,
+            order=order,
+            same_key=c.parts["same_key"],
+            same_key_equal=c.parts["same_key_equal"],
+            key_has_null=c.parts["key_has_null"],
+        )
         collided = sql.SQL(statements("repair")["collided"])
         archived = archive_rows(cur, c.col.table, collided, {}, run_id, "duplicate")
         gone = [n for (n,) in _run(cur, "delete_collided", table=c.table).fetchall()]
@@ -244,9 +442,10 @@ def _move(cur: Cursor, c: _Column, run_id: str) -> int:
         merged = archived
         if gone:  # a row of the batch that was itself the duplicate: its decision is done
             _run(cur, "mark_applied", {"ns": gone})
-        _run(cur, "swapping_rows", table=c.table)
+        if swaps:
+            _run(cur, "swapping_rows", table=c.table)
     _run(cur, "move_rows", table=c.table, column=c.column)
-    if c.key is not None:
+    if c.key is not None and swaps:
         names = [name for name, _ in live_columns(cur, c.col.table)]
         values = sql.SQL(", ").join(
             sql.Identifier("t", "repair_team_id") if n == c.col.column else sql.Identifier("t", n) for n in names
