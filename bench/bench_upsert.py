@@ -202,6 +202,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
         for key in ("first", "again"):
             tasks = nights[key]["tasks"]
             samples[key].append({t: {k: v for k, v in r.items() if k != "report"} for t, r in tasks.items()})
+            samples[key][-1]["rss_at_start_mib"] = nights[key]["rss_at_start_mib"]
         f, a = nights["first"]["tasks"], nights["again"]["tasks"]
         print(
             f"  run {rep + 1}/{args.repeat}: floor {samples['floor'][-1]:.2f}s; first import: validate "
@@ -223,6 +224,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
             "load_s": load,
             "load_over_floor": load / floor,
             "peak_rss_mib": max(s[t]["peak_rss_mib"] or 0 for s in runs for t in LOAD),
+            "rss_at_start_mib": max(s["rss_at_start_mib"] for s in runs),
         }
     result["samples"] = samples
     return result
@@ -263,6 +265,8 @@ def print_table(r: dict) -> None:
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     for cells in (header, *rows):
         print("  ".join(cell.rjust(w) for cell, w in zip(cells, widths)))
+    start = max(r[key]["rss_at_start_mib"] for key in ("first", "again"))
+    print(f"(peak RSS: the task's process, {start:.0f} MiB before its first step with the operators and Airflow imported)")
     print()
     print("every task of the two nights, as the DAG runs them (median seconds, WAL MiB):")
     for t in TASKS:

@@ -38,7 +38,8 @@ database (`bench/pipeline.py`: the operators' own calls, each task on a connecti
 in a fresh process as a task runs); after `VACUUM (ANALYZE)` and a checkpoint, night 2 runs
 them again on the same files (the unchanged re-import). Timed: `steps.validate` (read, check
 and stage every file, check the constraints) and `steps.upsert`, with the WAL each wrote
-(`pg_current_wal_lsn()` before and after) and the peak memory of the process while it ran.
+(`pg_current_wal_lsn()` before and after) and the peak memory of the process while it ran (a
+process that has imported the operators, Airflow's SDK and the Postgres hook, as a task's has).
 
 Floor, measured in the same run on its own empty database (keys and foreign keys present, the
 leagues and series seeded untimed): every file read with `json.load`, the teams' rows sent in
