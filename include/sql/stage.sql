@@ -45,7 +45,7 @@ DELETE FROM etl.source_files WHERE run_id = %(run_id)s;
 
 -- name: counts
 -- What the files imply per league, for the report and the health check's reconciliation: one
--- grouped pass over each staged table.
+-- grouped pass over each staged table; a file absent tonight implies no count for its table.
 WITH teams AS (
     SELECT league_code, count(*) AS teams, count(DISTINCT series_key) AS series, count(DISTINCT club_key) AS clubs
     FROM etl.stage_teams WHERE run_id = %(run_id)s GROUP BY league_code
@@ -54,8 +54,15 @@ WITH teams AS (
 ), stats AS (
     SELECT league_code, count(*) AS n FROM etl.stage_stats WHERE run_id = %(run_id)s GROUP BY league_code
 )
-SELECT t.league_code, t.teams, t.series, t.clubs, coalesce(sc.n, 0), coalesce(ss.n, 0)
+SELECT t.league_code, t.teams, t.series, t.clubs,
+       -- NULL: the file was absent tonight, so it implies nothing (the stored rows are kept)
+       CASE WHEN f.has_schedule THEN coalesce(sc.n, 0) END, CASE WHEN f.has_stats THEN coalesce(ss.n, 0) END
 FROM teams t
+CROSS JOIN LATERAL (
+    SELECT coalesce(bool_or(file_name = %(schedule_file)s), false) AS has_schedule,
+           coalesce(bool_or(file_name = %(stats_file)s), false) AS has_stats
+    FROM etl.source_files WHERE run_id = %(run_id)s AND league_code = t.league_code
+) f
 LEFT JOIN schedule sc ON sc.league_code = t.league_code
 LEFT JOIN stats ss ON ss.league_code = t.league_code
 ORDER BY t.league_code;

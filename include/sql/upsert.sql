@@ -27,8 +27,15 @@ SET LOCAL work_mem = '64MB';
 SET LOCAL enable_mergejoin = off;
 
 -- name: staged_leagues_table
+-- The leagues of this run, with the files each had: a file absent tonight ("and/or" in the
+-- contract) says nothing about what it determines, so its stored rows are kept, not archived.
 CREATE TEMP TABLE staged_leagues ON COMMIT DROP AS
-SELECT DISTINCT st.league_code FROM etl.stage_teams st WHERE st.run_id = %(run_id)s;
+SELECT s.league_code,
+       EXISTS (SELECT 1 FROM etl.source_files f WHERE f.run_id = %(run_id)s AND f.league_code = s.league_code
+                                                  AND f.file_name = %(schedule_file)s) AS has_schedule,
+       EXISTS (SELECT 1 FROM etl.source_files f WHERE f.run_id = %(run_id)s AND f.league_code = s.league_code
+                                                  AND f.file_name = %(stats_file)s) AS has_stats
+FROM (SELECT DISTINCT st.league_code FROM etl.stage_teams st WHERE st.run_id = %(run_id)s) s;
 
 -- name: insert_leagues
 INSERT INTO public.leagues (code)
@@ -168,7 +175,8 @@ FROM resolved_teams r
 GROUP BY league_id, league_code;
 
 -- name: schedule_changes
--- Tonight's matches against the stored ones of the staged leagues, in one full join on the
+-- Tonight's matches against the stored ones of the staged leagues that had a schedule file
+-- tonight, in one full join on the
 -- natural key: the new ones, the changed ones (time or place), the ones gone from the sources,
 -- and any staged one naming a team that was not staged (a bug check). Same matches, no row.
 CREATE TEMP TABLE schedule_changes ON COMMIT DROP AS
@@ -186,7 +194,8 @@ WITH staged AS (
     WHERE ss.run_id = %(run_id)s
 ), stored AS (
     SELECT t.* FROM public.schedule t
-    WHERE t.league_id IN (SELECT l.id FROM public.leagues l JOIN staged_leagues s ON s.league_code = l.code)
+    WHERE t.league_id IN (SELECT l.id FROM public.leagues l
+                          JOIN staged_leagues s ON s.league_code = l.code AND s.has_schedule)
 )
 SELECT CASE WHEN t.id IS NULL THEN 'new' WHEN r.league_id IS NULL THEN 'gone' ELSE 'changed' END AS change,
        t.id, coalesce(r.league_id, t.league_id) AS league_id, r.series_id, r.match_date, r.match_time,
@@ -248,7 +257,8 @@ WITH staged AS (
     WHERE st.run_id = %(run_id)s
 ), stored AS (
     SELECT t.* FROM public.series_stats t
-    WHERE t.league_id IN (SELECT l.id FROM public.leagues l JOIN staged_leagues s ON s.league_code = l.code)
+    WHERE t.league_id IN (SELECT l.id FROM public.leagues l
+                          JOIN staged_leagues s ON s.league_code = l.code AND s.has_stats)
 )
 SELECT CASE WHEN t.id IS NULL THEN 'new' WHEN r.league_id IS NULL THEN 'gone' ELSE 'changed' END AS change,
        t.id, coalesce(r.league_id, t.league_id) AS league_id, r.series_id, r.team_id, r.points,

@@ -13,7 +13,8 @@ only `record` writes (etl.health_checks, for trends). The checks:
 - row_balance: user-owned rows, live + archived since the backup = the count at the backup;
 - quarantine and renames: decisions waiting for a person (warnings);
 - freshness: per league, files older than stale_hours, or identical for more than
-  unchanged_nights nights while the schedule still has future dates (warnings).
+  unchanged_nights nights while the schedule still has future dates, or a file absent tonight
+  whose table holds the league's rows (kept, not reconciled) (warnings).
 
 The roll-up of statuses (error over warn over ok) lives here only: rollup().
 """
@@ -31,6 +32,7 @@ from league_import.config import Thresholds
 from league_import.constraints import duplicates, orphans
 from league_import.pgcatalog import foreign_keys, has_unique, table_exists, unique_keys
 from league_import.references import team_columns
+from league_import.sources import SCHEDULE_FILE, STATS_FILE
 from league_import.sql import run, statements
 
 STATUSES = ("ok", "warn", "error")
@@ -201,6 +203,9 @@ def _reconcile(cur: Cursor, implied: dict) -> list[Check]:
         for table in ETL_TABLES:
             want = 1 if table == "leagues" else expected.get(table, 0)
             got = have.get(table, 0)
+            if want is None:  # its file was absent tonight: the stored rows were kept
+                out.append(_absent_file(code, table, got))
+                continue
             what = "active teams" if table == "teams" else f"{table} rows"
             if table in ("series", "clubs"):
                 what = f"{table} with active teams"
@@ -215,6 +220,17 @@ def _reconcile(cur: Cursor, implied: dict) -> list[Check]:
                 )
             )
     return out
+
+
+def _absent_file(code: str, table: str, kept: int) -> Check:
+    """A league's file absent tonight: nothing to reconcile; a warning when it had rows before."""
+    file = SCHEDULE_FILE if table == "schedule" else STATS_FILE
+    detail = (
+        f"league {code}: {file} was absent tonight; the {kept} stored {table} rows were kept ({DECISIONS['freshness']})"
+        if kept
+        else ""
+    )
+    return Check("freshness", f"{table} {code}", kept, f"{file} present", "warn" if kept else "ok", detail)
 
 
 def _previous(cur: Cursor, run_id: str | None) -> dict[str, float]:

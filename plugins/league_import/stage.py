@@ -15,7 +15,7 @@ from functools import partial
 import psycopg
 from psycopg import sql
 
-from league_import.sources import STATS_NUMBERS, LeagueSource
+from league_import.sources import SCHEDULE_FILE, STATS_FILE, STATS_NUMBERS, LeagueSource
 from league_import.sql import run
 
 _run = partial(run, "stage")
@@ -130,10 +130,12 @@ def staged_leagues(cur: psycopg.Cursor, run_id: str) -> list[str] | None:
     return None if found is None else list(found[0])
 
 
-def implied_counts(cur: psycopg.Cursor, run_id: str) -> dict[str, dict[str, int]]:
-    """Per league, the rows the files imply: teams, series, clubs, schedule and stats rows."""
+def implied_counts(cur: psycopg.Cursor, run_id: str) -> dict[str, dict[str, int | None]]:
+    """Per league, the rows the files imply: teams, series, clubs, schedule and stats rows (None
+    for a table whose file was absent tonight: its stored rows are kept, not reconciled)."""
     names = ("teams", "series", "clubs", "schedule", "series_stats")
-    return {code: dict(zip(names, counts)) for code, *counts in _run(cur, "counts", {"run_id": run_id}).fetchall()}
+    params = {"run_id": run_id, "schedule_file": SCHEDULE_FILE, "stats_file": STATS_FILE}
+    return {code: dict(zip(names, counts)) for code, *counts in _run(cur, "counts", params).fetchall()}
 
 
 def drop_stage(cur: psycopg.Cursor, run_id: str) -> None:

@@ -21,6 +21,7 @@ from league_import.constraints import keys_for_dry_run
 from league_import.errors import CountMismatchError, GuardError, SourceError, TerminalError
 from league_import.history import rekey_teams
 from league_import.pgcatalog import foreign_key_definitions
+from league_import.sources import SCHEDULE_FILE, STATS_FILE
 from league_import.sql import run, statements
 
 _run = partial(run, "upsert")
@@ -71,7 +72,7 @@ def upsert_teams(conn: psycopg.Connection, run_id: str, *, max_ratio: float, dry
         _run(cur, "settings")
         rekeyed = rekey_teams(cur, run_id)
         deferred = _drop_foreign_keys(cur)
-        _run(cur, "staged_leagues_table", {"run_id": run_id})
+        _run(cur, "staged_leagues_table", {"run_id": run_id, "schedule_file": SCHEDULE_FILE, "stats_file": STATS_FILE})
         args = {"run_id": run_id}
         clubs = _run(cur, "insert_clubs", args).rowcount
         leagues = _run(cur, "insert_leagues").rowcount

@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from helpers import LEAGUE, copy_demo, night, read, write
+from helpers import LEAGUE, copy_demo, night, one, q, read, write
 
 from league_import.backup import backup
 from league_import.config import Thresholds, thresholds
@@ -282,3 +282,29 @@ def test_webhook_and_logging_notifiers(monkeypatch, caplog):
     assert failed["run_id"] == "night-9" and "orphans polls.team_id" in failed["error"]
     assert warned["text"] == "league_import: 1 warnings need a person" and "league-import review" in warned["message"]
     LoggingNotifier().notify(context)
+
+
+def test_a_file_absent_tonight_keeps_its_rows_and_warns(conn, tmp_path):
+    """A league's files are "stats and/or schedule": a schedule that does not come one night says
+    nothing about the matches, so none is archived, and a person hears of it."""
+    src = copy_demo(tmp_path)
+    night(conn, "night-1", source=src)
+    stored = q(conn, "SELECT count(*), max(id) FROM schedule")[0]
+    (src / LEAGUE / SCHEDULE_FILE).unlink()
+    checks = night(conn, "night-2", source=src)
+    assert q(conn, "SELECT count(*), max(id) FROM schedule")[0] == stored
+    assert one(conn, "SELECT to_regclass('etl_archive.schedule')") is None  # nothing archived
+    assert not errors(checks), [(c.subject, c.detail) for c in checks if c.status == "error"]
+    absent = by_key(checks)[("freshness", f"schedule {LEAGUE}")]
+    assert (absent.status, absent.figure) == ("warn", stored[0])
+    assert absent.detail.startswith(f"league {LEAGUE}: {SCHEDULE_FILE} was absent tonight; the 4931 stored")
+    assert "freshness" in [c.check for c in decisions_needed(checks)]
+    assert by_key(checks)[("reconcile", f"series_stats {LEAGUE}")].status == "ok"
+
+
+def test_a_league_with_only_a_stats_file_is_no_warning(conn, tmp_path):
+    src = copy_demo(tmp_path)
+    (src / LEAGUE / SCHEDULE_FILE).unlink()
+    checks = night(conn, "night-1", source=src)
+    assert not [c for c in checks if c.status != "ok"], [(c.subject, c.detail) for c in checks if c.status != "ok"]
+    assert by_key(checks)[("freshness", f"schedule {LEAGUE}")].figure == 0
