@@ -35,7 +35,7 @@ from functools import lru_cache
 
 # Identity rules version: a change of any rule below that changes a key bumps it, and the next
 # run re-keys existing teams (league_import.history.rekey_teams).
-KEY_VERSION = 2
+KEY_VERSION = 3  # 3: a roman-numeral sub-team in any case ("ii" is "II")
 
 # Words that introduce a series and name none by themselves. Generic English, not data names.
 GENERIC_SERIES_WORDS = frozenset({"series", "division", "div", "flight", "league"})
@@ -165,8 +165,8 @@ def _drop_series(tokens: list[str], label: SeriesLabel) -> list[str]:
 def _sub_team(token: str, label: SeriesLabel) -> str | None:
     """The canonical sub-team a token names, or None: roman numeral or (n) -> n; a letter after a
     numbered series -> the letter; a numbered series' number with a letter ("1a") -> the letter."""
-    if token in _ROMAN:
-        return _ROMAN[token]
+    if token.upper() in _ROMAN:  # "II" and "ii" alike: case never makes a new team
+        return _ROMAN[token.upper()]
     paren = _PAREN_NUMBER.match(token)
     if paren:
         return str(int(paren.group(1)))

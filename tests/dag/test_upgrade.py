@@ -13,6 +13,8 @@ import psycopg
 import pytest
 from helpers import CONF, FRESH_DEMO, REPO, create_user_data, one, row_teams, user_counts
 
+from league_import.identity import KEY_VERSION
+
 pytestmark = pytest.mark.dag
 
 FIRST_RELEASE = "d0a6bff"
@@ -102,7 +104,7 @@ def test_a_first_release_database_runs_under_this_version(first_release, league_
         assert status == "success" and report["health_check"]["status"] == "ok", report["health_check"]["problems"]
         rekey = report["upsert_teams"]["rekey"]
         assert (rekey["from_version"], rekey["teams_merged"]) == (1, [])  # the sample's keys never coincided
-        assert one(conn, "SELECT value FROM etl.settings WHERE name = 'identity_key_version'") == "2"
+        assert one(conn, "SELECT value FROM etl.settings WHERE name = 'identity_key_version'") == str(KEY_VERSION)
         # The key map of the first release is kept and re-expressed in the new keys.
         assert one(conn, "SELECT count(*) FROM etl.team_key_map WHERE team_key LIKE '%% %%'") == 0
         assert one(conn, "SELECT count(DISTINCT team_id) FROM etl.team_key_map") >= 537

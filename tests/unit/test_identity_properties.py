@@ -209,7 +209,7 @@ def marker(draw, s: Series, sub: str) -> str:
     """A number sub-team as written: " II", " (2)" or glued "(2)". Not II in Series II: "Club II"
     is the club in that series as much as its sub-team two."""
     forms = ("paren", "glued") + (("roman",) if ROMAN[sub] != s.key else ())
-    return {"roman": f" {ROMAN[sub]}", "paren": f" ({sub})", "glued": f"({sub})"}[pick(draw, *forms)]
+    return {"roman": f" {random_case(draw, ROMAN[sub])}", "paren": f" ({sub})", "glued": f"({sub})"}[pick(draw, *forms)]
 
 
 def spaced(draw, text: str) -> str:
