@@ -266,7 +266,7 @@ def print_table(r: dict) -> None:
     for cells in (header, *rows):
         print("  ".join(cell.rjust(w) for cell, w in zip(cells, widths)))
     start = max(r[key]["rss_at_start_mib"] for key in ("first", "again"))
-    print(f"(peak RSS: the task's process, {start:.0f} MiB before its first step with the operators and Airflow imported)")
+    print(f"(peak RSS: the task's process, {start:.0f} MiB before its first step, the operators and Airflow imported)")
     print()
     print("every task of the two nights, as the DAG runs them (median seconds, WAL MiB):")
     for t in TASKS:

@@ -140,9 +140,10 @@ def night(
     Airflow SDK and the Postgres provider's hook), so its peak memory is the task's, not a bare
     interpreter's (about 87 MiB less).
     """
-    import league_import.operators  # noqa: F401
     from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
     from common import StatementProfile, statement_name
+
+    import league_import.operators  # noqa: F401
 
     out: dict = {"tasks": {}, "rss_at_start_mib": (_status("VmRSS") or 0) / 1024}
     timer = StatementProfile(uri, statement_name, "rest (Python, COPY data, commit)", count_calls=True)

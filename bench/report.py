@@ -97,6 +97,18 @@ own. A watcher polls `pg_stat_activity` every 20 ms for app sessions waiting on 
 bundled season and 3,500,000 user rows (20,000 users, their memberships and polls, the rest
 practice sessions spread over every team), after the run's backup.""",
     ),
+    (
+        "identity",
+        "bench_identity.py",
+        [],
+        ["--teams", "20000", "--repeat", "1"],
+        """Team identity as the read path calls it (`identity.parse_team` unwrapped from its cache,
+once per distinct name and series label, as `sources.read_league` does) on 100,000 distinct
+names of `bench/synth.py`'s leagues, then on a spelling variant of each (upper or lower case,
+en dash, doubled spaces, two club words glued or joined by a hyphen, dot or slash, an accent),
+checking that every variant gives its name's key. No database. The issue sets no target: the
+figure is reported. Floor, same run: a whitespace split and a casefold of each name and label.""",
+    ),
 )
 
 
