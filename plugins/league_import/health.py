@@ -395,10 +395,17 @@ def decisions_needed(checks: list[Check]) -> list[Check]:
     return [c for c in checks if c.status == "warn" and c.check in DECISIONS]
 
 
+def _figure(x: float) -> str:
+    """3470114 as "3,470,114" (not "3.47011e+06"), 0.2780 as "0.278"."""
+    if float(x).is_integer():
+        return f"{int(x):,}"
+    return f"{x:,.3f}".rstrip("0").rstrip(".") if abs(x) >= 1 else f"{x:.3g}"
+
+
 def failure_message(checks: list[Check]) -> str:
     errors = [c for c in checks if c.status == "error"]
     return f"{len(errors)} health checks failed:\n" + "\n".join(
-        f"- {c.check} {c.subject}: {c.figure:g} (threshold {c.threshold}) {c.detail}".rstrip() for c in errors
+        f"- {c.check} {c.subject}: {_figure(c.figure)} (threshold {c.threshold}) {c.detail}".rstrip() for c in errors
     )
 
 
@@ -407,5 +414,5 @@ def format_table(checks: list[Check]) -> str:
     width = max(len(f"{c.check} {c.subject}") for c in checks)
     lines = [f"{'check':<{width}}  {'figure':>10}  status  detail"]
     for c in checks:
-        lines.append(f"{c.check + ' ' + c.subject:<{width}}  {c.figure:>10g}  {c.status:<6}  {c.detail}")
+        lines.append(f"{c.check + ' ' + c.subject:<{width}}  {_figure(c.figure):>10}  {c.status:<6}  {c.detail}")
     return "\n".join(lines)

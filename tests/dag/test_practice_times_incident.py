@@ -74,3 +74,33 @@ def test_one_run_leaves_41_sessions_and_archives_every_copy(league_dag, db_uri):
         assert league_dag.test(run_conf=CONF).state == "success"
         assert conn.execute("SELECT count(*) FROM etl_archive.practice_times").fetchone()[0] == ROWS - SESSIONS
         assert conn.execute("SELECT count(*) FROM practice_times").fetchone()[0] == SESSIONS
+
+
+def test_41_sessions_grown_to_3_470_114_distinct_rows_fail_the_run_at_health_check(league_dag, db_uri):
+    """The incident's numbers with distinct rows, which deduplication rightly keeps: the growth
+    alarm fails the run at its last task, after every step's work is done and committed."""
+    assert league_dag.test(run_conf=CONF).state == "success"
+    with psycopg.connect(db_uri) as conn:
+        conn.execute(
+            """INSERT INTO practice_times (team_id, day_of_week, start_time, end_time, location, league_id)
+               SELECT id, 'Tuesday', '18:00', '19:30', 'Court 1', league_id FROM teams ORDER BY id LIMIT 41"""
+        )
+    assert league_dag.test(run_conf=CONF).state == "success"  # the night that sees 41 rows
+    with psycopg.connect(db_uri) as conn:
+        conn.execute(
+            """INSERT INTO practice_times (team_id, day_of_week, start_time, end_time, location, league_id)
+               SELECT t.id, 'Tuesday', '18:00', '19:30', 'Court ' || (g + 1), t.league_id
+               FROM generate_series(1, %s) g
+               JOIN (SELECT id, league_id, row_number() OVER (ORDER BY id) - 1 AS n FROM teams) t ON t.n = g %% 41""",
+            (ROWS - SESSIONS,),
+        )
+    night = league_dag.test(run_conf=CONF)
+    assert night.state == "failed"
+    states = {ti.task_id: ti.state for ti in night.get_task_instances()}
+    assert states.pop("health_check") == "failed" and set(states.values()) == {"success"}, states
+    with psycopg.connect(db_uri) as conn:
+        assert conn.execute("SELECT count(*) FROM practice_times").fetchone()[0] == ROWS
+        status, report = conn.execute("SELECT status, report FROM etl.runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    assert status == "failed" and report["deduplicate"]["tables"]["practice_times"]["duplicates"] == 0
+    assert report["error"].startswith("health_check: 1 health checks failed:\n- rows practice_times: 3,470,114")
+    assert "41 rows after the last successful run (34701.14x of the floor)" in report["error"]
