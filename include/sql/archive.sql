@@ -1,5 +1,6 @@
 -- etl_archive.<table>: every row the pipeline removed, with all its columns, run_id and reason.
--- Templates: {table} and {archive} are identifiers composed by league_import.archive.
+-- Templates: {table}, {archive}, {batch}, {columns}, {t_columns}, {predicate}, {run_id} and
+-- {reason} are composed by league_import.archive with psycopg.sql.
 
 -- name: create_archive
 -- Columns and types only: no NOT NULL, no default, so an archived row is never refused.

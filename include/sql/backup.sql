@@ -37,4 +37,4 @@ WITH keep AS (
 ), refs AS (
     DELETE FROM etl.backup_refs WHERE run_id NOT IN (SELECT run_id FROM keep) RETURNING run_id
 )
-SELECT (SELECT count(DISTINCT run_id) FROM teams) + (SELECT count(DISTINCT run_id) FROM refs);
+SELECT count(DISTINCT run_id) FROM (SELECT run_id FROM teams UNION ALL SELECT run_id FROM refs) gone;

@@ -50,12 +50,6 @@ SELECT EXISTS (
 -- name: table_exists
 SELECT to_regclass(%(table)s) IS NOT NULL;
 
--- name: inheritors
--- Tables that inherit from one table (the batch tables of an etl_archive table).
-SELECT c.oid::regclass::text
-FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = %(table)s::regclass;
-
 -- name: sequence_of
 -- The sequence behind an identity or serial column, or NULL.
 SELECT pg_get_serial_sequence(%(table)s, %(column)s);
@@ -69,3 +63,32 @@ JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE k.contype = 'f' AND k.convalidated AND n.nspname = 'public' AND c.relname = ANY (%(tables)s)
 ORDER BY c.relname, k.conname;
+
+-- name: unique_index_enforces
+-- Whether a unique index enforces exactly these columns at once (not deferred), with NULLs equal
+-- or no NULL possible: a write that would repeat the key fails on the index, statement by statement.
+SELECT EXISTS (
+    SELECT 1 FROM pg_index i
+    WHERE i.indrelid = %(table)s::regclass AND i.indisunique AND i.indisvalid AND i.indimmediate
+      AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnatts = i.indnkeyatts
+      AND (i.indnullsnotdistinct OR NOT %(nullable)s)
+      AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a
+           WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = %(columns)s::text[]
+);
+
+-- name: index_leads_with
+-- Whether a valid, non-partial btree index has this column first (rows found by its value).
+SELECT EXISTS (
+    SELECT 1 FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_am a ON a.oid = c.relam
+    JOIN pg_attribute att ON att.attrelid = i.indrelid AND att.attnum = i.indkey[0]
+    WHERE i.indrelid = %(table)s::regclass AND i.indisvalid AND i.indpred IS NULL
+      AND a.amname = 'btree' AND att.attname = %(column)s
+);
+
+-- name: advisory_lock_holder
+-- The session holding an advisory lock, for a message naming it.
+SELECT a.pid, a.application_name, a.backend_start
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.objid = %(key)s AND l.granted;

@@ -9,13 +9,14 @@
 --   quarantine     anything else: listed in etl.quarantine, original archived, never guessed
 -- The key map decides per old id, not per row: an id no team has any more, whose meaning names a
 -- live team (or a merge survivor), takes every row on it to that team (repair_id_map). Such rows
--- are counted in one read per column (bulk_scan) and written by ranges of the column's position,
--- one UPDATE ... FROM per batch (move_by_key_map). Every other row is decided one by one over the
+-- are counted in one read per column (bulk_ids where an index leads with the team column, else
+-- bulk_scan) and written one UPDATE ... FROM per batch (move_by_key_map), a batch being a run of
+-- whole old ids or a range of the column's position. Every other row is decided one by one over the
 -- session's temp table repair_orphans and written in batches of its own. Every batch is one
 -- short transaction (league_import.repair).
 -- Templates: {table}, {column}, {row_id}, {quarantine_id}, {row_pk}, {author}, {text}, {league},
 -- {match}, {mapped_key}, {order}, {predicate}, {group}, {columns}, {values}, {pos}, {scope},
--- {written} are composed with psycopg.sql.
+-- {batch}, {same_key}, {same_key_equal}, {key_has_null}, {written} are composed with psycopg.sql.
 
 -- name: settings
 -- For this transaction: the sorts of a hundred thousand orphans in memory, not on disk; and no
@@ -91,20 +92,6 @@ LEFT JOIN repair_id_map d ON d.old_team_id = t.{column}
 WHERE t.{column} IS NOT NULL AND {scope}
   AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = t.{column});
 
--- name: key_enforced
--- Whether a unique index enforces exactly these key columns, at once (not deferred), with NULLs
--- equal or no NULL possible: then a bulk move that would repeat a key fails on the index, and
--- only that batch is written again with its collisions settled, instead of every moving row
--- being looked up first.
-SELECT EXISTS (
-    SELECT 1 FROM pg_index i
-    WHERE i.indrelid = %(table)s::regclass AND i.indisunique AND i.indisvalid AND i.indimmediate
-      AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnatts = i.indnkeyatts
-      AND (i.indnullsnotdistinct OR NOT %(nullable)s)
-      AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a
-           WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = %(columns)s::text[]
-);
-
 -- name: bulk_scan
 -- One read of a column for the bulk strategy: its rows on ids no team has, counted per id with
 -- the team repair_id_map decided for the id (none: the id's rows are collected one by one), and
@@ -125,18 +112,6 @@ FROM found f LEFT JOIN repair_id_map d ON d.old_team_id = f.old_team_id
 GROUP BY f.old_team_id, d.new_team_id
 UNION ALL
 SELECT NULL, NULL, NULL, pos::bigint FROM moving WHERE rn %% %(size)s = 0 AND rn < total;
-
--- name: team_index
--- Whether a btree index leads with the team column: then a bulk batch reads its old ids' rows
--- through it (only the rows it moves), as the floor's UPDATE ... FROM does.
-SELECT EXISTS (
-    SELECT 1 FROM pg_index i
-    JOIN pg_class c ON c.oid = i.indexrelid
-    JOIN pg_am a ON a.oid = c.relam
-    JOIN pg_attribute att ON att.attrelid = i.indrelid AND att.attnum = i.indkey[0]
-    WHERE i.indrelid = %(table)s::regclass AND i.indisvalid AND i.indpred IS NULL
-      AND a.amname = 'btree' AND att.attname = %(column_name)s
-);
 
 -- name: bulk_ids
 -- The bulk strategy's read of a column whose rows an index finds by team: its rows on ids no
@@ -250,10 +225,10 @@ FROM repair_restore r
 WHERE r.team_id = o.old_team_id AND NOT r.id_taken AND NOT o.reused AND o.strategy IS NULL;
 
 -- name: advance_team_ids
--- A restored id was issued before; keep the identity sequence past it all the same.
-SELECT setval(seq, top)
-FROM (SELECT pg_get_serial_sequence('public.teams', 'id') AS seq, (SELECT max(id) FROM public.teams) AS top) x
-WHERE seq IS NOT NULL AND top > coalesce(pg_sequence_last_value(seq::regclass), 0);
+-- A restored id was issued before; keep the identity sequence (%(seq)s) past it all the same.
+SELECT setval(%(seq)s::regclass, top)
+FROM (SELECT max(id) AS top FROM public.teams) x
+WHERE top > coalesce(pg_sequence_last_value(%(seq)s::regclass), 0);
 
 -- name: mention_inputs
 -- Undecided rows with text, and what their league's series are called.

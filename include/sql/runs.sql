@@ -22,11 +22,6 @@ SELECT pg_try_advisory_lock(%(key)s);
 -- name: task_lock
 SELECT pg_advisory_lock(%(key)s);
 
--- name: lock_holder
-SELECT a.pid, a.application_name, a.backend_start
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.objid = %(key)s AND l.granted;
-
 -- name: lease
 -- The lease, with whether its run still says it is running and how old its heartbeat is. The
 -- row as JSON: read before the task upgrades the schema, it may lack the columns added since.

@@ -76,14 +76,29 @@ def table_exists(cur: Cursor, table: str, schema: str = "public") -> bool:
     return _run(cur, "table_exists", {"table": qualified(cur, schema, table)}).fetchone()[0]
 
 
-def inheritors(cur: Cursor, table: str, schema: str) -> list[str]:
-    return [r[0] for r in _run(cur, "inheritors", {"table": qualified(cur, schema, table)}).fetchall()]
+def unique_index_enforces(cur: Cursor, table: str, columns, *, nullable: bool) -> bool:
+    """Whether a unique index enforces exactly these columns immediately (not deferred), with
+    NULLs equal, or with none of the columns nullable (`nullable` False)."""
+    params = {"table": qualified(cur, "public", table), "columns": sorted(columns), "nullable": nullable}
+    return _run(cur, "unique_index_enforces", params).fetchone()[0]
+
+
+def index_leads_with(cur: Cursor, table: str, column: str) -> bool:
+    """Whether a valid, non-partial btree index of public.<table> has `column` first."""
+    params = {"table": qualified(cur, "public", table), "column": column}
+    return _run(cur, "index_leads_with", params).fetchone()[0]
 
 
 def sequence_of(cur: Cursor, table: str, column: str = "id", schema: str = "public") -> str | None:
+    """The sequence behind an identity or serial column, or None."""
     return _run(cur, "sequence_of", {"table": f"{schema}.{table}", "column": column}).fetchone()[0]
 
 
 def foreign_key_definitions(cur: Cursor, tables: list[str]) -> list[tuple[str, str, str]]:
     """(table, constraint, definition) of the valid foreign keys of these tables in public."""
     return [tuple(r) for r in _run(cur, "foreign_key_definitions", {"tables": tables}).fetchall()]
+
+
+def advisory_lock_holder(cur: Cursor, key: int) -> tuple | None:
+    """(pid, application name, backend start) of the session holding an advisory lock, or None."""
+    return _run(cur, "advisory_lock_holder", {"key": key}).fetchone()

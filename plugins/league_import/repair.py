@@ -6,7 +6,7 @@ Two phases, so the app keeps working while it runs:
    shows on an id another process re-used, and decide each by the strategies documented at the
    top of include/sql/repair.sql. Nothing is attached to a plausible team: a strategy decides a
    row only when exactly one team qualifies.
-2. Write, per team column, in batches of at most BATCH_ROWS rows, each one short transaction
+2. Write, per team column, in batches of about BATCH_ROWS rows, each one short transaction
    that takes row locks only: moves (collisions on a natural key settled by the dedup rule,
    archived), and quarantine (the original archived first; a nullable team column set NULL, a
    NOT NULL one has its row moved to the archive), with etl.repairs and etl.quarantine written
@@ -19,12 +19,13 @@ Two phases, so the app keeps working while it runs:
 The bulk of a churn is rows on ids no team has, whose key map meaning names a live team: every
 row on such an id goes to that one team, so the key map decides per id (repair_id_map), not per
 row. Phase 1 only counts those rows, and phase 2 (after the row-by-row batches) writes them with
-the floor's own UPDATE ... FROM over ranges of the column's position (its table's id, or the
-other column of its natural key), etl.repairs filled from the UPDATE's RETURNING in the same
-statement. Where the natural key holds the team column, the key's unique index checks each move
-as it is written; a batch it refuses is rolled back to its savepoint and written again row by
-row, collisions settled. Collecting, re-reading and comparing every row cost three times the
-writes themselves (docs/benchmarks.md).
+the floor's own UPDATE ... FROM, in batches of whole old ids where an index leads with the team
+column, else of ranges of the column's position (its table's id, or the other column of its
+natural key), etl.repairs filled from the UPDATE's RETURNING in the same statement. Where the
+natural key holds the team column, the key's unique index checks each move as it is written; a
+batch it refuses is rolled back to its savepoint and written again row by row, collisions
+settled. Collecting, re-reading and comparing every row cost three times the writes themselves
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from league_import.errors import CountMismatchError
 from league_import.history import refresh_key_map, settle_reuses, unsettled_reuses
 from league_import.identity import mentions, parse_label
 from league_import.pgcatalog import columns as column_types
-from league_import.pgcatalog import qualified, table_columns
+from league_import.pgcatalog import index_leads_with, sequence_of, table_columns, unique_index_enforces
 from league_import.references import row_id, team_columns
 from league_import.sql import run, statements
 
@@ -97,13 +98,11 @@ class _Column:
         self.pos = position if types.get(position) in POSITION_TYPES and columns[position] else None
         self.parts["pos"] = sql.Identifier(self.pos or col.column)
         self.nullable_key = any(not columns[n] for n in (self.key.columns if self.key else ()))
-        self.bulk = False  # decided in the decide transaction (_bulk_ready)
         self.moving: dict[int, tuple[int, int]] = {}  # old id -> (new id, rows) the bulk strategy moves
         self.batches: list[tuple[list[int] | None, int, int]] = []  # (old ids or all, position range)
         if self.key is not None:
             # A row s already holding the key a moving row x goes to: by equal values (what the
             # natural key's index finds), and NULL-safe (NULLs compare equal, as in the key).
-            others = [name for name in self.key.columns if name != col.column]
             team = sql.SQL("s.{} = x.repair_new_team_id").format(self.column)
 
             def same(op: str) -> sql.Composable:
@@ -136,7 +135,8 @@ def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sam
             _run(cur, "settings")
             if dry_run:
                 keys_for_dry_run(conn)
-            columns = [_Column(cur, c, table_columns(cur)[c.table]) for c in team_columns(cur)]
+            tables = table_columns(cur)
+            columns = [_Column(cur, c, tables[c.table]) for c in team_columns(cur)]
             key_map = refresh_key_map(cur, run_id)  # the ids the upsert just issued; re-used ids
             reuses = unsettled_reuses(cur)
             unmoved = _decide(cur, columns, reuses)
@@ -148,8 +148,7 @@ def restore_mapping(conn: Connection, run_id: str, *, dry_run: bool = False, sam
             ]
             decisions = sorted(decisions + _bulk_sample(columns, sample), key=lambda d: (d["strategy"], d["table"]))
             decisions = decisions[:sample]
-            if dry_run:
-                _run(cur, "drop_work")
+            if dry_run:  # the session's work tables go with the rollback
                 raise Rollback(tx)
             if unmoved:  # rows whose own team was restored under their id: done, with the team
                 _run(cur, "record_unmoved", {"run_id": run_id})
@@ -192,12 +191,7 @@ def _bulk_ready(cur: Cursor, c: _Column) -> bool:
         return False
     if c.key is None:
         return True
-    params = {
-        "table": qualified(cur, "public", c.col.table),
-        "columns": sorted(c.key.columns),
-        "nullable": c.nullable_key,
-    }
-    return _run(cur, "key_enforced", params).fetchone()[0]
+    return unique_index_enforces(cur, c.col.table, c.key.columns, nullable=c.nullable_key)
 
 
 def _scan_bulk(cur: Cursor, c: _Column) -> list[int]:
@@ -209,8 +203,8 @@ def _scan_bulk(cur: Cursor, c: _Column) -> list[int]:
     that index, as the floor's own UPDATE does. Elsewhere a batch is a range of positions, whose
     edges this read finds, and reads every row of its range.
     """
-    params = {**c.params, "size": BATCH_ROWS, "table": qualified(cur, "public", c.col.table)}
-    by_ids = _run(cur, "team_index", params).fetchone()[0]
+    params = {**c.params, "size": BATCH_ROWS}
+    by_ids = index_leads_with(cur, c.col.table, c.col.column)
     if by_ids:
         found = [(old, new, n, None) for old, new, n in _run(cur, "bulk_ids", **c.parts).fetchall()]
     else:
@@ -252,8 +246,7 @@ def _decide(cur: Cursor, columns: list[_Column], reuses) -> int:
     for r in reuses:
         _run(cur, "add_reuse_target", {"team_id": r.team_id, "prev_epoch": r.epoch - 1, "evidence_run": r.evidence_run})
     for c in columns:
-        c.bulk = _bulk_ready(cur, c)
-        if not c.bulk:
+        if not _bulk_ready(cur, c):
             _run(cur, "collect_orphans", c.params, **c.parts, scope=sql.SQL("true"))
         elif unmapped := _scan_bulk(cur, c):
             scope = sql.SQL("t.{} = ANY (%(ids)s)").format(c.column)
@@ -265,7 +258,8 @@ def _decide(cur: Cursor, columns: list[_Column], reuses) -> int:
     _run(cur, "decide_by_key_map")
     if _undecided(cur):
         _run(cur, "restore_known_teams")
-        _run(cur, "advance_team_ids")
+        if seq := sequence_of(cur, "teams"):
+            _run(cur, "advance_team_ids", {"seq": seq})
         _run(cur, "decide_by_key_map")
     # c. series named in the text; d. the author's only team; e. quarantine
     if _undecided(cur):

@@ -26,6 +26,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from league_import.errors import ConcurrentRunError, LockBusyError
+from league_import.pgcatalog import advisory_lock_holder, table_exists
 from league_import.sql import run
 
 TASK_LOCK = 7_412_002  # session advisory lock held by a running task
@@ -81,15 +82,16 @@ class Lease:
 def lease(conn: psycopg.Connection) -> Lease | None:
     """The current lease, or None when no run holds one (or the table does not exist yet)."""
     with conn.transaction(), conn.cursor() as cur:
-        if cur.execute("SELECT to_regclass('etl.run_lock') IS NULL").fetchone()[0]:
+        if not table_exists(cur, "run_lock", "etl"):
             return None
         found = _run(cur, "lease", {"stale": STALE_LEASE}).fetchone()
     if found is None or found[0].get("run_id") is None:
         return None
     row, running, stale = found
     when = {k: datetime.fromisoformat(row[k]) if row.get(k) else None for k in ("acquired_at", "heartbeat_at")}
-    return Lease(row["run_id"], row.get("dag_id"), row.get("holder"), when["acquired_at"], when["heartbeat_at"],
-                 running, stale)
+    return Lease(
+        row["run_id"], row.get("dag_id"), row.get("holder"), when["acquired_at"], when["heartbeat_at"], running, stale
+    )
 
 
 def dead_reason(held: Lease, run_state: Callable[[str, str], str | None] | None) -> str | None:
@@ -136,7 +138,7 @@ def lock_task(conn: psycopg.Connection, *, wait: bool) -> None:
     with conn.transaction(), conn.cursor() as cur:
         if _run(cur, "try_task_lock", {"key": TASK_LOCK}).fetchone()[0]:
             return
-        holder = _run(cur, "lock_holder", {"key": TASK_LOCK}).fetchone()
+        holder = advisory_lock_holder(cur, TASK_LOCK)
     who = (
         f"backend pid {holder[0]} ({holder[1] or 'no application name'}, since {holder[2]:%Y-%m-%d %H:%M})"
         if holder

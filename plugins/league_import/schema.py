@@ -10,6 +10,9 @@ from __future__ import annotations
 from functools import cache
 
 import psycopg
+from psycopg import sql
+
+from league_import.pgcatalog import table_exists
 
 # One lock id for every schema change, so two processes never migrate at once.
 SCHEMA_LOCK = 7_412_001
@@ -38,11 +41,12 @@ def head() -> str:
 
 def current(conn: psycopg.Connection) -> str | None:
     """The database's revision; None before the first migration."""
-    with conn.transaction():
-        found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{VERSION_SCHEMA}.{VERSION_TABLE}",)).fetchone()
-        if not found[0]:
+    with conn.transaction(), conn.cursor() as cur:
+        if not table_exists(cur, VERSION_TABLE, VERSION_SCHEMA):
             return None
-        row = conn.execute(f"SELECT version_num FROM {VERSION_SCHEMA}.{VERSION_TABLE}").fetchone()
+        row = cur.execute(
+            sql.SQL("SELECT version_num FROM {}").format(sql.Identifier(VERSION_SCHEMA, VERSION_TABLE))
+        ).fetchone()
     return row[0] if row else None
 
 
