@@ -13,7 +13,6 @@ league_import package (plugins/).
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
@@ -28,6 +27,8 @@ from league_import.operators import (
     UpsertTeamsOperator,
     ValidateConstraintsOperator,
     mark_run_failed,
+    retry_defaults,
+    task_timeout,
 )
 
 CONN_ID = "league_db"
@@ -51,13 +52,9 @@ RECOVER = (
     tags=["league", "etl"],
     doc_md=__doc__,
     default_args={
-        "owner": "league-import",
-        "retries": 3,
         # Connection losses and lock conflicts are retried (terminal errors fail at once).
-        "retry_delay": timedelta(seconds=int(os.environ.get("LEAGUE_IMPORT_RETRY_DELAY", "30"))),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(minutes=int(os.environ.get("LEAGUE_IMPORT_TASK_TIMEOUT_MINUTES", "60"))),
+        **retry_defaults(),
+        "execution_timeout": task_timeout(),
         "on_failure_callback": [mark_run_failed, failure_notifier()],
     },
     params={
@@ -147,7 +144,8 @@ def league_import():
         doc_md="Reads: everything, read-only. Changes: etl.health_checks, the HTML report (link above), "
         "drops the run's stage, closes the run. Errors fail the run; warnings that need a person "
         "(quarantine, suspected renames, stale sources) are notified and asked in league_review. "
-        f"{RECOVER}",
+        "Recover: the steps before it committed their work; a failed check names what is wrong in "
+        "the data (`make health` shows it again): mend that, then clear this task or wait for the next night.",
     )
     validate >> deduplicate >> backup >> upsert >> restore >> health
 

@@ -24,19 +24,19 @@ Wiring only: the work lives in league_import.review and league_import.review_ope
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag
 
 from league_import.assets import TEAMS
 from league_import.notifications import failure_notifier
+from league_import.operators import retry_defaults, task_timeout
 from league_import.review_operators import ApplyDecisionsOperator, CollectDecisionsOperator, DecisionOperator
 
 CONN_ID = "league_db"
 ASK = "ask"
 TIMEOUT_MINUTES = float(os.environ.get("LEAGUE_REVIEW_RESPONSE_TIMEOUT_MINUTES", str(20 * 60)))
-TASK_TIMEOUT = timedelta(minutes=int(os.environ.get("LEAGUE_IMPORT_TASK_TIMEOUT_MINUTES", "60")))
+TASK_TIMEOUT = task_timeout()
 
 
 @dag(
@@ -49,13 +49,7 @@ TASK_TIMEOUT = timedelta(minutes=int(os.environ.get("LEAGUE_IMPORT_TASK_TIMEOUT_
     render_template_as_native_obj=True,
     tags=["league", "review"],
     doc_md=__doc__,
-    default_args={
-        "owner": "league-import",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=int(os.environ.get("LEAGUE_IMPORT_RETRY_DELAY", "30"))),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=retry_defaults(),  # no DAG-wide execution_timeout: it would cut a question's wait
     params={
         "response_timeout_minutes": Param(
             TIMEOUT_MINUTES,

@@ -64,8 +64,8 @@ FROM (SELECT *, row_number() OVER (ORDER BY id) AS rn FROM etl.rename_suspects W
 
 -- name: freshness
 -- Per league read by this run (or the latest run that read files): how old its newest file is,
--- the newest match date, the schedule's last date, and for how many runs in a row (successful
--- ones, and this one) its files were identical.
+-- the schedule's last date, and for how many runs in a row (successful ones, and this one) its
+-- files were identical.
 WITH this AS (
     SELECT coalesce(%(run_id)s, (SELECT run_id FROM etl.source_files ORDER BY read_at DESC LIMIT 1)) AS run_id
 ), files AS (
@@ -79,7 +79,7 @@ WITH this AS (
     WHERE f.run_id = (SELECT run_id FROM this)
        OR EXISTS (SELECT 1 FROM etl.runs r WHERE r.run_id = f.run_id AND r.status = 'success' AND NOT r.dry_run)
 )
-SELECT c.league_code, c.modified, c.last_date, c.last_date,
+SELECT c.league_code, c.modified, c.last_date,
        (SELECT count(*) FROM history h
         WHERE h.league_code = c.league_code AND h.read_at <= c.read_at AND h.fingerprint = c.fingerprint
           AND NOT EXISTS (SELECT 1 FROM history d

@@ -40,9 +40,10 @@ def _database(*, write: bool = False):
 
     try:
         with connect(target_uri()) as conn:
-            if write:
+            if write:  # the lease again once the lock is held: a run may have claimed it meanwhile
                 check_lease(conn, "league-import cli")
                 lock_task(conn, wait=True)
+                check_lease(conn, "league-import cli")
                 ensure_schema(conn)
             yield conn
     except LeagueImportError as exc:

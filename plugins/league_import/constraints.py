@@ -181,8 +181,9 @@ def _check_reference(conn, cur, ref: Reference, existing, columns) -> Finding:
 
 
 def keys_for_dry_run(conn: psycopg.Connection) -> None:
-    """On a dry run validate_constraints added nothing, but ON CONFLICT needs the keys: add the
-    safe ones inside the caller's transaction, which the dry run rolls back."""
+    """On a dry run validate_constraints added nothing, but the later steps plan by the keys it
+    would have added (unique indexes, foreign keys): add the safe ones inside the caller's
+    transaction, which the dry run rolls back, so a dry run takes the plans a real run takes."""
     check_constraints(conn)
 
 

@@ -336,7 +336,7 @@ def _freshness(cur: Cursor, run_id: str | None, limits: Thresholds) -> list[Chec
     """Per league: how old its files are, and for how many runs in a row they were identical."""
     out = []
     today = datetime.now(UTC).date()
-    for code, modified, newest, last_date, same_runs in _run(cur, "freshness", {"run_id": run_id}).fetchall():
+    for code, modified, last_date, same_runs in _run(cur, "freshness", {"run_id": run_id}).fetchall():
         age_hours = (datetime.now(UTC) - modified).total_seconds() / 3600
         season_running = isinstance(last_date, date) and last_date >= today
         problems = []
@@ -346,7 +346,7 @@ def _freshness(cur: Cursor, run_id: str | None, limits: Thresholds) -> list[Chec
             problems.append(
                 f"its files were identical for {same_runs} runs in a row while the schedule runs to {last_date}"
             )
-        detail = "; ".join(problems) or f"files {age_hours:.0f} h old, newest match {newest}"
+        detail = "; ".join(problems) or f"files {age_hours:.0f} h old, schedule to {last_date}"
         out.append(
             Check(
                 "freshness",

@@ -8,13 +8,32 @@ fails the task at once (no retry), transient is raised for Airflow to retry.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 CONN_ID = "league_db"
+
+
+def retry_defaults() -> dict[str, Any]:
+    """The default_args both DAGs share, read from the environment when a DAG file is parsed:
+    retries with exponential backoff (LEAGUE_IMPORT_RETRY_DELAY seconds at first)."""
+    return {
+        "owner": "league-import",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=int(os.environ.get("LEAGUE_IMPORT_RETRY_DELAY", "30"))),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    }
+
+
+def task_timeout() -> timedelta:
+    """How long a working task may run (LEAGUE_IMPORT_TASK_TIMEOUT_MINUTES, default 60)."""
+    return timedelta(minutes=int(os.environ.get("LEAGUE_IMPORT_TASK_TIMEOUT_MINUTES", "60")))
 BASE_FIELDS = ("conn_id", "dry_run")
 
 

@@ -2,10 +2,10 @@
 
 One transaction for every staged league (all or nothing): re-key when the identity rules
 changed, resolve each staged team to its id (natural key, else alias), check the deactivation
-guard before any write, then insert the new rows, update the changed ones, deactivate the teams
-that left (never deleted), archive and remove the matches and stats rows that left, and record
-suspected renames. A re-import of unchanged files writes no row, locks no row and takes no value
-from any sequence.
+guard before any team is written (a refusal rolls everything back), then insert the new rows,
+update the changed ones, deactivate the teams that left (never deleted), archive and remove the
+matches and stats rows that left, and record suspected renames. A re-import of unchanged files
+writes no row, locks no row and takes no value from any sequence.
 """
 
 from __future__ import annotations
