@@ -2,6 +2,12 @@
 -- Templates: {table}, {archive}, {batch}, {columns}, {t_columns}, {predicate}, {run_id} and
 -- {reason} are composed by league_import.archive with psycopg.sql.
 
+-- name: any_rows
+-- Whether any row matches, planned for all rows (a materialized CTE), not for the first one
+-- (see league_import.archive.archive_rows); it still stops at the first match.
+WITH candidates AS MATERIALIZED (SELECT 1 FROM {table} AS t WHERE {predicate})
+SELECT EXISTS (SELECT 1 FROM candidates);
+
 -- name: create_archive
 -- Columns and types only: no NOT NULL, no default, so an archived row is never refused.
 CREATE SCHEMA IF NOT EXISTS etl_archive;

@@ -35,13 +35,18 @@ def ensure_archive(cur: psycopg.Cursor, table: str) -> list[str]:
     archive = sql.Identifier(ARCHIVE_SCHEMA, table)
     cur.execute(sql.SQL(q["create_archive"]).format(archive=archive, table=sql.Identifier("public", table)))
     columns = live_columns(cur, table)
-    adds = [
-        sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(sql.Identifier(name), sql.SQL(kind))
-        for name, kind in [*columns, *EXTRA_COLUMNS]
-    ]
+    existing = pgcatalog.columns(cur, table, ARCHIVE_SCHEMA)
+    have = {c.name for c in existing}
+    # Only what is missing: an ALTER TABLE, even one that changes nothing, locks the archive.
     # The types come from format_type() of our own catalog, never from user input.
-    cur.execute(sql.SQL("ALTER TABLE {} ").format(archive) + sql.SQL(", ").join(adds))
-    strict = [c.name for c in pgcatalog.columns(cur, table, ARCHIVE_SCHEMA) if c.not_null and c.name != "archived_at"]
+    adds = [
+        sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(name), sql.SQL(kind))
+        for name, kind in [*columns, *EXTRA_COLUMNS]
+        if name not in have
+    ]
+    if adds:
+        cur.execute(sql.SQL("ALTER TABLE {} ").format(archive) + sql.SQL(", ").join(adds))
+    strict = [c.name for c in existing if c.not_null and c.name != "archived_at"]
     if strict:  # an archive made elsewhere (LIKE copies NOT NULLs): never refuse an archived row
         drops = [sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(n)) for n in strict]
         cur.execute(sql.SQL("ALTER TABLE {} ").format(archive) + sql.SQL(", ").join(drops))
@@ -59,9 +64,9 @@ def archive_rows(
     (10 s for 27,000 unchanged matches; minutes for 900,000); planned whole, it is one hash join
     that still stops at the first match.
     """
-    found = sql.SQL(
-        "WITH candidates AS MATERIALIZED (SELECT 1 FROM {} AS t WHERE {}) SELECT EXISTS (SELECT 1 FROM candidates)"
-    ).format(sql.Identifier("public", table), predicate)
+    found = sql.SQL(statements("archive")["any_rows"]).format(
+        table=sql.Identifier("public", table), predicate=predicate
+    )
     if not cur.execute(found, params or None).fetchone()[0]:
         return 0
     columns = ensure_archive(cur, table)
