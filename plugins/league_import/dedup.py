@@ -18,7 +18,7 @@ from league_import.archive import archive_bulk, archive_rows, live_columns
 from league_import.catalog import REFERENCES, NaturalKey
 from league_import.constraints import add_unique, sample_key
 from league_import.errors import CountMismatchError
-from league_import.history import repoint_references
+from league_import.history import keep_order, repoint_references
 from league_import.pgcatalog import foreign_keys, has_unique, references_to
 from league_import.sql import run, statements
 
@@ -50,10 +50,7 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
         has_id = any(name == "id" for name, _ in live_columns(cur, key.table))
         ref = sql.Identifier("id") if has_id else sql.SQL("ctid")
         if key.keep_order:
-            order = sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL("DESC" if d.upper() == "DESC" else "ASC"))
-                for c, d in key.keep_order
-            )
+            order = keep_order(key, alias=None)
             _run(cur, "keep_ordered", table=table, key=key_cols, ref=ref, order=order)
         else:
             _run(cur, "keep_lowest", table=table, key=key_cols, ref=ref)

@@ -23,7 +23,7 @@ from functools import partial
 from psycopg import Cursor, sql
 
 from league_import.archive import archive_rows
-from league_import.catalog import natural_key
+from league_import.catalog import NaturalKey, natural_key
 from league_import.errors import CountMismatchError, DecisionError
 from league_import.identity import KEY_VERSION, TeamNameError, fold, parse_label, parse_team
 from league_import.pgcatalog import table_columns
@@ -62,15 +62,19 @@ def settle_reuses(cur: Cursor, run_id: str, team_ids: list[int]) -> None:
     _run(cur, "settle_reuses", {"run_id": run_id, "team_ids": team_ids})
 
 
-def _order(table: str, has_id: bool) -> sql.Composable:
-    """The dedup rule as an ORDER BY: the key's stated order, then the lowest id."""
-    key = natural_key(table)
+def keep_order(key: NaturalKey | None, *, alias: str | None = "r", has_id: bool = False) -> sql.Composable:
+    """The dedup rule as an ORDER BY (the first row is kept): the key's stated order, then, with
+    `has_id`, the lowest id; NULL when neither applies. Columns qualified by `alias`."""
+
+    def name(column: str) -> sql.Identifier:
+        return sql.Identifier(alias, column) if alias else sql.Identifier(column)
+
     terms = [
-        sql.SQL("r.{} {}").format(sql.Identifier(c), sql.SQL("DESC" if d.upper() == "DESC" else "ASC"))
+        sql.SQL("{} {}").format(name(c), sql.SQL("DESC" if d.upper() == "DESC" else "ASC"))
         for c, d in (key.keep_order if key else ())
     ]
     if has_id:
-        terms.append(sql.SQL("r.id"))
+        terms.append(name("id"))
     return sql.SQL(", ").join(terms) if terms else sql.SQL("NULL")
 
 
@@ -100,7 +104,7 @@ def repoint_references(cur: Cursor, referencing: list[tuple[str, str]], run_id: 
                 referencing=target,
                 column=sql.Identifier(column),
                 mapped_key=mapped,
-                order=_order(table, "id" in tables.get(table, {})),
+                order=keep_order(natural_key(table), has_id="id" in tables.get(table, {})),
             )
             archived = archive_rows(cur, table, sql.SQL(statements("history")["collided"]), {}, run_id, reason)
             deleted = _run(cur, "delete_collisions", referencing=target).rowcount
@@ -169,9 +173,7 @@ def add_alias(
         raise DecisionError(str(exc)) from None
     found = {
         i: key
-        for i, key in _run(
-            cur, "series_teams", {"league_code": league_code, "series_key": ident.series_key}
-        ).fetchall()
+        for i, key in _run(cur, "series_teams", {"league_code": league_code, "series_key": ident.series_key}).fetchall()
     }
     if team_id not in found:
         raise DecisionError(f"team {team_id} is not a team of league {league_code}, series {ident.series_key}")

@@ -38,7 +38,7 @@ from league_import.archive import archive_rows, live_columns
 from league_import.catalog import TeamColumn, natural_key
 from league_import.constraints import keys_for_dry_run, validate_team_references
 from league_import.errors import CountMismatchError
-from league_import.history import refresh_key_map, settle_reuses, unsettled_reuses
+from league_import.history import keep_order, refresh_key_map, settle_reuses, unsettled_reuses
 from league_import.identity import mentions, parse_label
 from league_import.pgcatalog import columns as column_types
 from league_import.pgcatalog import index_leads_with, sequence_of, table_columns, unique_index_enforces
@@ -406,17 +406,13 @@ def _move(cur: Cursor, c: _Column, run_id: str, swaps: bool) -> int:
     """Move the batch's rows to their decided teams; returns the rows merged into an existing one."""
     merged = 0
     if c.key is not None:
-        order_terms = [
-            sql.SQL("r.{} {}").format(sql.Identifier(col), sql.SQL("DESC" if d.upper() == "DESC" else "ASC"))
-            for col, d in c.key.keep_order
-        ] + ([sql.SQL("r.id")] if c.has_id else [])
         mapped = sql.SQL(", ").join(
             sql.SQL("coalesce(m.new_team_id, r.{})").format(c.column)
             if name == c.col.column
             else sql.SQL("r.{}").format(sql.Identifier(name))
             for name in c.key.columns
         )
-        order = sql.SQL(", ").join(order_terms) if order_terms else sql.SQL("NULL")
+        order = keep_order(c.key, has_id=c.has_id)
         _run(
             cur,
             "move_collisions",
