@@ -9,7 +9,8 @@ fails the task at once (no retry), transient is raised for Airflow to retry.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,19 @@ def retry_defaults() -> dict[str, Any]:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
     }
+
+
+@contextmanager
+def airflow_failures() -> Iterator[None]:
+    """The one error policy in Airflow's terms: database errors sorted into terminal and transient
+    (errors.sorted_database_errors); a terminal error fails the task at once, with no retry."""
+    from league_import.errors import TerminalError, sorted_database_errors
+
+    try:
+        with sorted_database_errors():
+            yield
+    except TerminalError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def task_timeout() -> timedelta:
@@ -98,16 +112,14 @@ class LeagueStepOperator(BaseOperator):
         self.finishes_run = finishes_run
 
     def execute(self, context: Context) -> dict:
-        from league_import.errors import HealthCheckError, TerminalError, sorted_database_errors
+        from league_import.errors import HealthCheckError
 
-        try:
-            with sorted_database_errors():
+        with airflow_failures():
+            try:
                 return self._execute(context)
-        except HealthCheckError as exc:
-            self._record(context, exc.report)
-            raise AirflowFailException(str(exc)) from exc
-        except TerminalError as exc:
-            raise AirflowFailException(str(exc)) from exc
+            except HealthCheckError as exc:  # the checks' report is kept before the run fails
+                self._record(context, exc.report)
+                raise
 
     def _execute(self, context: Context) -> dict:
         from league_import.runs import Heartbeat, check_lease, claim_run, finish_run, lock_task, record_step

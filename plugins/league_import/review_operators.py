@@ -23,7 +23,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from league_import.operators import CONN_ID, airflow_run_state, connect
+from league_import.operators import CONN_ID, airflow_failures, airflow_run_state, connect
 
 VIA = "airflow"
 
@@ -141,13 +141,8 @@ class CollectDecisionsOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> list[dict]:
-        from league_import.errors import TerminalError, sorted_database_errors
-
-        try:
-            with sorted_database_errors(), connect(self.conn_id) as conn:
-                asks = collect(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=self.ask_task_id)
-        except TerminalError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        with airflow_failures(), connect(self.conn_id) as conn:
+            asks = collect(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=self.ask_task_id)
         self.log.info("%s open questions asked: %s", len(asks), ", ".join(a["item"] for a in asks) or "none")
         return asks
 
@@ -174,14 +169,18 @@ class DecisionOperator(HITLOperator):
         self.response_timeout_minutes = response_timeout_minutes
 
     def execute(self, context: Context):
+        from league_import.errors import ConfigError
+
         try:
             minutes = float(self.response_timeout_minutes)
         except (TypeError, ValueError):
             minutes = 0.0
-        if not minutes > 0:
-            raise AirflowFailException(
-                f"response_timeout_minutes: expected a number of minutes above 0, got {self.response_timeout_minutes!r}"
-            )
+        with airflow_failures():
+            if not minutes > 0:
+                raise ConfigError(
+                    "param response_timeout_minutes: expected a number of minutes above 0, "
+                    f"got {self.response_timeout_minutes!r}"
+                )
         self.response_timeout = timedelta(minutes=minutes)
         return super().execute(context)
 
@@ -210,21 +209,16 @@ class ApplyDecisionsOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> dict:
-        from league_import.errors import TerminalError, sorted_database_errors
-
         # By index: iterating a mapped task's results asks for one past the end (a logged 404).
         asked, answers = (list(v[i] for i in range(len(v))) if v else [] for v in (self.asked, self.answers))
-        try:
-            with sorted_database_errors():
-                report = apply_answers(
-                    lambda: connect(self.conn_id),
-                    asked,
-                    answers,
-                    dag_run_id=context["run_id"],
-                    run_state=airflow_run_state,
-                )
-        except TerminalError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        with airflow_failures():
+            report = apply_answers(
+                lambda: connect(self.conn_id),
+                asked,
+                answers,
+                dag_run_id=context["run_id"],
+                run_state=airflow_run_state,
+            )
         for item, outcome in report["applied"].items():
             self.log.info("%s: %s", item, outcome)
         if report["unanswered"]:
