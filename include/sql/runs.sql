@@ -55,3 +55,6 @@ WITH freed AS (
 UPDATE etl.runs r SET status = 'failed', finished_at = now(),
        report = r.report || jsonb_build_object('error', 'lease freed by hand: ' || %(why)s)
 FROM freed WHERE r.run_id = freed.run_id AND r.status = 'running';
+
+-- name: latest
+SELECT run_id, status, dry_run, report FROM etl.runs ORDER BY started_at DESC LIMIT 1;

@@ -80,7 +80,8 @@ def env() -> None:
 @app.command()
 def summary() -> None:
     """Print the latest run's summary."""
-    from league_import.demo import latest_run, summarize
+    from league_import.demo import summarize
+    from league_import.runs import latest_run
 
     with _database() as conn:
         found = latest_run(conn)

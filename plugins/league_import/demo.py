@@ -18,10 +18,10 @@ from pathlib import Path
 import psycopg
 
 from league_import.embedded import REPO, target_uri
+from league_import.runs import latest_run
 
 DEMO_HOME = REPO / ".demo" / "airflow"
 DEMO_DATA = REPO / "include" / "demo_data"
-STRATEGIES = ("key_map", "restored_team", "content", "user_context", "quarantine")
 
 SEED = """
 INSERT INTO users (id, email) VALUES
@@ -98,14 +98,6 @@ def run_dag(home: Path, league_uri: str, conf: dict, log: Path) -> int:
         cmd = [airflow, "dags", "test", "league_import", "-c", json.dumps(conf)]
         env = airflow_env(home, league_uri)
         return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
-
-
-def latest_run(conn: psycopg.Connection) -> dict | None:
-    row = conn.execute(
-        "SELECT run_id, status, dry_run, report FROM etl.runs ORDER BY started_at DESC LIMIT 1"
-    ).fetchone()
-    conn.rollback()
-    return None if row is None else dict(zip(("run_id", "status", "dry_run", "report"), row))
 
 
 def _step(report: dict, marker: str) -> dict:

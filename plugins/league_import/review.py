@@ -134,15 +134,14 @@ def decide(
     by: str,
     via: str,
     dag_run_id: str | None = None,
-    run_id: str | None = None,
 ) -> str:
     """Apply a person's answer in one transaction; returns what was done (or why nothing was)."""
     kind, number = _parse(item)
     with conn.transaction(), conn.cursor() as cur:
         if kind == "quarantine":
-            outcome = _decide_quarantine(cur, number, option, by, run_id or f"decision:{item}")
+            outcome = _decide_quarantine(cur, number, option, by, f"decision:{item}")
         else:
-            outcome = _decide_rename(cur, number, option, by, run_id or f"decision:{item}")
+            outcome = _decide_rename(cur, number, option, by, f"decision:{item}")
         params = {"item": item, "choice": option, "outcome": outcome, "by": by, "via": via, "dag_run_id": dag_run_id}
         _run(cur, "record_decision", params)
     return outcome

@@ -214,3 +214,10 @@ def free_lease(conn: psycopg.Connection, run_id: str, why: str) -> None:
     """Free a lease by hand (league-import unlock) and mark its run failed."""
     with conn.transaction(), conn.cursor() as cur:
         _run(cur, "free", {"run_id": run_id, "why": why})
+
+
+def latest_run(conn: psycopg.Connection) -> dict | None:
+    """The newest run (run_id, status, dry_run, report), or None; leaves no transaction open."""
+    with conn.transaction(), conn.cursor() as cur:
+        row = _run(cur, "latest").fetchone()
+    return None if row is None else dict(zip(("run_id", "status", "dry_run", "report"), row))
