@@ -40,3 +40,64 @@ ALTER TABLE {batch} ALTER COLUMN run_id DROP DEFAULT, ALTER COLUMN reason DROP D
 -- name: attach_batch
 -- Reading etl_archive.<table> includes the batch's rows (table inheritance).
 ALTER TABLE {batch} INHERIT {archive};
+
+-- The whole heap of a table as a batch (league_import.archive.archive_table): the table is
+-- created anew beside it, the old one stripped of what the archive must not keep, renamed and
+-- moved; then the new one takes the name and gets back every key, index and privilege.
+
+-- name: create_like
+-- Columns, defaults (a serial's nextval stays on its sequence), identity (a new sequence with
+-- the same options), generated expressions, storage, compression and column comments.
+CREATE TABLE {fresh} (LIKE {table}
+    INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED INCLUDING STORAGE
+    INCLUDING COMPRESSION INCLUDING COMMENTS);
+
+-- name: drop_constraint
+ALTER TABLE {table} DROP CONSTRAINT {name};
+
+-- name: drop_index
+DROP INDEX {index};
+
+-- name: alter_columns
+-- {actions}: DROP IDENTITY, DROP EXPRESSION, DROP DEFAULT, DROP NOT NULL, composed per column.
+ALTER TABLE {table} {actions};
+
+-- name: disown_sequence
+-- A serial's sequence stays where it is (the new table's default uses it) and changes owner.
+ALTER SEQUENCE {sequence} OWNED BY NONE;
+
+-- name: own_sequence
+ALTER SEQUENCE {sequence} OWNED BY {column};
+
+-- name: move_to_archive
+-- Renamed first: etl_archive.<table> is the parent's name.
+ALTER TABLE {table} RENAME TO {batch_name};
+ALTER TABLE {renamed} SET SCHEMA etl_archive;
+
+-- name: rename_table
+ALTER TABLE {table} RENAME TO {name};
+
+-- name: rename_sequence
+ALTER SEQUENCE {sequence} RENAME TO {name};
+
+-- name: set_sequence
+-- The new identity sequence goes on from where the old one was.
+SELECT setval(%(sequence)s::regclass, %(position)s, true);
+
+-- name: add_constraint
+-- {definition}: the constraint as the catalog stated it (league_import.pgcatalog).
+ALTER TABLE {table} ADD CONSTRAINT {name} {definition};
+
+-- name: create_index
+-- {definition}: the CREATE INDEX statement the catalog gave for the old table, naming it.
+{definition};
+
+-- name: grant
+GRANT {privilege} ON {kind} {relation} TO {grantee} {option};
+
+-- name: revoke
+-- CASCADE: rights others were given through a grant option go with it.
+REVOKE {privilege} ON {kind} {relation} FROM {grantee} CASCADE;
+
+-- name: comment_table
+COMMENT ON TABLE {table} IS {comment};

@@ -59,6 +59,15 @@ WHERE t.id <> k.keep_ref;
 CREATE TEMP TABLE dedup_survivors ON COMMIT DROP AS
 SELECT t.* FROM {table} t JOIN dedup_keep k ON k.keep_ref = t.{ref};
 
+-- name: delete_kept
+-- The heap-move plan: the survivors (saved in dedup_survivors) leave the heap that becomes the
+-- archive batch; found by the primary key or by ctid.
+DELETE FROM {table} t
+WHERE t.{ref} = ANY (%(keep)s::{ref_type}[]);
+
+-- name: reload_survivors
+INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM dedup_survivors;
+
 -- name: truncate_reload
 -- Only for tables nothing references: cheaper than deleting most of a large table.
 TRUNCATE {table};

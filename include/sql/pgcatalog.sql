@@ -92,3 +92,101 @@ SELECT EXISTS (
 SELECT a.pid, a.application_name, a.backend_start
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.objid = %(key)s AND l.granted;
+
+-- name: heap_move_blockers
+-- What a table has that moving its heap to the archive and creating it anew would not carry over
+-- (league_import.archive.archive_table): anything that names the table by its oid (views, rules,
+-- triggers, policies, functions, other tables' keys, publications) or settings the new table
+-- would lack. One line per finding, no data; none means the move keeps the table as it was.
+WITH t AS (SELECT c.* FROM pg_class c WHERE c.oid = %(table)s::regclass),
+own_indexes AS (SELECT i.indexrelid FROM pg_index i, t WHERE i.indrelid = t.oid),
+own_constraints AS (SELECT k.oid FROM pg_constraint k, t WHERE k.conrelid = t.oid)
+SELECT DISTINCT finding FROM (
+SELECT 'not a plain table' AS finding FROM t WHERE t.relkind <> 'r' OR t.relpersistence <> 'p' OR t.relispartition
+UNION ALL
+SELECT 'inheritance' FROM pg_inherits i, t WHERE t.oid IN (i.inhrelid, i.inhparent)
+UNION ALL
+SELECT 'owned by another role' FROM t WHERE t.relowner <> (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
+UNION ALL
+SELECT 'storage settings' FROM t WHERE t.reloptions IS NOT NULL OR t.reltablespace <> 0
+UNION ALL
+SELECT 'row security' FROM t WHERE t.relrowsecurity OR t.relforcerowsecurity
+UNION ALL
+SELECT 'replica identity' FROM t WHERE t.relreplident <> 'd'
+UNION ALL
+SELECT 'publications' WHERE EXISTS (SELECT 1 FROM pg_publication)
+UNION ALL
+SELECT 'column settings' FROM pg_attribute a, t
+WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+  AND (a.attacl IS NOT NULL OR a.attoptions IS NOT NULL OR coalesce(a.attstattarget::int, -1) <> -1)
+UNION ALL
+SELECT 'invalid or clustered index' FROM pg_index i, t WHERE i.indrelid = t.oid AND (NOT i.indisvalid OR i.indisclustered)
+UNION ALL
+SELECT 'sequence in another schema' FROM pg_depend d, t, pg_class s
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid
+  AND s.oid = d.objid AND s.relkind = 'S' AND s.relnamespace <> t.relnamespace
+UNION ALL
+SELECT 'security label' FROM pg_seclabel s, t WHERE s.classoid = 'pg_class'::regclass AND s.objoid = t.oid
+UNION ALL
+SELECT 'comment on ' || pg_describe_object(ds.classoid, ds.objoid, 0) FROM pg_description ds
+WHERE (ds.classoid = 'pg_class'::regclass AND ds.objoid IN (SELECT indexrelid FROM own_indexes))
+   OR (ds.classoid = 'pg_constraint'::regclass AND ds.objoid IN (SELECT oid FROM own_constraints))
+UNION ALL
+-- Objects depending on the table, other than its own indexes, keys, checks, defaults, owned
+-- sequences, row type and internal triggers (which the move recreates or keeps).
+SELECT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_depend d, t
+WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid AND d.deptype IN ('n', 'a')
+  AND NOT (d.classid = 'pg_class'::regclass
+           AND (d.objid IN (SELECT indexrelid FROM own_indexes)
+                OR EXISTS (SELECT 1 FROM pg_class s WHERE s.oid = d.objid AND s.relkind = 'S')))
+  AND NOT (d.classid = 'pg_constraint'::regclass AND d.objid IN (SELECT oid FROM own_constraints))
+  AND NOT d.classid = 'pg_attrdef'::regclass
+  AND NOT (d.classid = 'pg_trigger'::regclass AND EXISTS (SELECT 1 FROM pg_trigger g WHERE g.oid = d.objid AND g.tgisinternal))
+UNION ALL
+-- Objects using the table's row type (a column of that type, a function taking it).
+SELECT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_depend d, t
+WHERE d.refclassid = 'pg_type'::regclass AND d.deptype IN ('n', 'a')
+  AND d.refobjid IN (t.reltype, (SELECT y.typarray FROM pg_type y WHERE y.oid = t.reltype))
+) findings
+ORDER BY finding;
+
+-- name: table_definition_constraints
+-- The table's keys, exclusions, checks and foreign keys as the catalog states them, keys first
+-- (a foreign key of the table to itself needs its key).
+SELECT k.conname::text, pg_get_constraintdef(k.oid)
+FROM pg_constraint k
+WHERE k.conrelid = %(table)s::regclass AND k.contype IN ('p', 'u', 'x', 'c', 'f')
+ORDER BY k.contype = 'f', k.conname;
+
+-- name: table_definition_indexes
+-- Its indexes that back no constraint, as CREATE INDEX statements naming the table.
+SELECT c.relname::text, pg_get_indexdef(i.indexrelid)
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = %(table)s::regclass
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+                  AND k.contype IN ('p', 'u', 'x'))
+ORDER BY c.relname;
+
+-- name: table_definition_columns
+-- Every column with what the move changes on it: identity, generated, default, NOT NULL, and
+-- the sequence behind an identity or serial column with its position.
+SELECT a.attname::text, a.attidentity <> '', a.attgenerated <> '', a.atthasdef, a.attnotnull,
+       s.relname::text, pg_sequence_last_value(s.oid)
+FROM pg_attribute a
+LEFT JOIN LATERAL (
+    SELECT s.oid, s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+    WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+      AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.deptype IN ('a', 'i')
+    LIMIT 1
+) s ON true
+WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum;
+
+-- name: privileges
+-- Who may do what on a table or sequence (its owner's own rights aside); grantee NULL is PUBLIC.
+SELECT CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee)::text END, x.privilege_type, x.is_grantable
+FROM pg_class c, aclexplode(c.relacl) x
+WHERE c.oid = %(relation)s::regclass AND x.grantee <> c.relowner;
+
+-- name: table_comment
+SELECT obj_description(%(table)s::regclass, 'pg_class');

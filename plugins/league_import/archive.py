@@ -1,23 +1,31 @@
 """Copies of removed rows in etl_archive.<table>: nothing is removed without one (CONTRACT section 5).
 
-Rows are inserted into etl_archive.<table>. A large batch (deduplicating the 3.47 M-row incident)
-is written instead as a table of its own, etl_archive.<table>__<id>, that inherits from
-etl_archive.<table>: reading the archive sees its rows too, and writing it costs about one copy
-of the rows instead of two (docs/benchmarks.md).
+Rows are inserted into etl_archive.<table>. A large batch is written instead as a table of its
+own, etl_archive.<table>__<id>, that inherits from etl_archive.<table>: reading the archive sees
+its rows too, and writing it costs about one copy of the rows instead of two. When every row of a
+table goes (deduplicating the 3.47 M-row incident, once the few survivors are set aside), the
+table's own heap becomes the batch and the table is created anew: no row is copied at all
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 import psycopg
 from psycopg import sql
 
 from league_import import pgcatalog
-from league_import.sql import statements
+from league_import.sql import run, statements
 
 ARCHIVE_SCHEMA = "etl_archive"
 EXTRA_COLUMNS = (("run_id", "text"), ("reason", "text"), ("archived_at", "timestamptz NOT NULL DEFAULT now()"))
+PRIVILEGES = frozenset(
+    {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN", "USAGE"}
+)
+
+_run = partial(run, "archive")
 
 
 def _columns(cur: psycopg.Cursor, schema: str, table: str) -> list[tuple[str, str]]:
@@ -91,6 +99,16 @@ def archive_bulk(
         sql.SQL(q["bulk_batch"]).format(batch=batch, table=sql.Identifier("public", table), predicate=predicate),
         params,
     ).rowcount
+    _attach_batch(cur, table, batch, live, run_id, reason)
+    return copied
+
+
+def _attach_batch(
+    cur: psycopg.Cursor, table: str, batch: sql.Identifier, live: list[str], run_id: str, reason: str
+) -> None:
+    """Give a batch holding rows of public.<table> the archive's own columns and make it a child
+    of etl_archive.<table>."""
+    q = statements("archive")
     # DDL takes no bound parameters: the two values are quoted by the driver (sql.Literal).
     cur.execute(
         sql.SQL(q["bulk_batch_columns"]).format(batch=batch, run_id=sql.Literal(run_id), reason=sql.Literal(reason))
@@ -101,4 +119,130 @@ def archive_bulk(
         adds = [sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(n), sql.SQL(k)) for n, k in missing]
         cur.execute(sql.SQL("ALTER TABLE {} ").format(batch) + sql.SQL(", ").join(adds))
     cur.execute(sql.SQL(q["attach_batch"]).format(batch=batch, archive=sql.Identifier(ARCHIVE_SCHEMA, table)))
-    return copied
+
+
+def archive_table(cur: psycopg.Cursor, table: str, run_id: str, reason: str) -> str:
+    """Move every row of public.<table> to the archive without copying one; returns the batch's name.
+
+    The table's heap becomes the batch etl_archive.<table>__<id>, and public.<table> is created
+    anew, empty, with the same columns, defaults, identity position, keys, checks, foreign keys,
+    indexes (by their names), privileges and comment. Only for a table on which
+    pgcatalog.heap_move_blockers finds nothing (no view, trigger, policy, publication or key
+    elsewhere names it), with its lock held by the caller; it all commits or rolls back with the
+    caller's transaction.
+    """
+    live = ensure_archive(cur, table)
+    old = pgcatalog.table_definition(cur, table)
+    suffix = uuid.uuid4().hex[:12]
+    source, batch_name, fresh_name = sql.Identifier("public", table), f"{table}__{suffix}", f"{table}__new_{suffix}"
+    sequence_privileges = {
+        c.sequence: pgcatalog.privileges(cur, pgcatalog.qualified(cur, "public", c.sequence))
+        for c in old.columns
+        if c.identity
+    }
+    _run(cur, "create_like", table=source, fresh=sql.Identifier("public", fresh_name))
+    fresh_sequences = {c.name: c.sequence for c in pgcatalog.table_definition(cur, fresh_name).columns if c.identity}
+
+    # The old table keeps nothing the archive must not have: keys, indexes, defaults, privileges.
+    for name, _ in reversed(old.constraints):
+        _run(cur, "drop_constraint", table=source, name=sql.Identifier(name))
+    for name, _ in old.indexes:
+        _run(cur, "drop_index", index=sql.Identifier("public", name))
+    for c in old.columns:
+        if c.sequence and not c.identity:  # a serial: the sequence stays, the new table's default uses it
+            _run(cur, "disown_sequence", sequence=sql.Identifier("public", c.sequence))
+    actions = [action for c in old.columns for action in _strip(c)]
+    if actions:
+        _run(cur, "alter_columns", table=source, actions=sql.SQL(", ").join(actions))
+    _set_privileges(cur, "TABLE", "public", table, set())
+    _run(
+        cur,
+        "move_to_archive",
+        table=source,
+        batch_name=sql.Identifier(batch_name),
+        renamed=sql.Identifier("public", batch_name),
+    )
+    _attach_batch(cur, table, sql.Identifier(ARCHIVE_SCHEMA, batch_name), live, run_id, reason)
+
+    # The new table takes the name and everything the old one had.
+    _run(cur, "rename_table", table=sql.Identifier("public", fresh_name), name=sql.Identifier(table))
+    for c in old.columns:
+        if c.identity:
+            _run(
+                cur,
+                "rename_sequence",
+                sequence=sql.Identifier("public", fresh_sequences[c.name]),
+                name=sql.Identifier(c.sequence),
+            )
+            qualified_sequence = pgcatalog.qualified(cur, "public", c.sequence)
+            if c.sequence_position is not None:
+                _run(cur, "set_sequence", {"sequence": qualified_sequence, "position": c.sequence_position})
+            _set_privileges(cur, "SEQUENCE", "public", c.sequence, sequence_privileges[c.sequence])
+        elif c.sequence:
+            _run(
+                cur,
+                "own_sequence",
+                sequence=sql.Identifier("public", c.sequence),
+                column=sql.Identifier("public", table, c.name),
+            )
+    for name, definition in old.constraints:
+        _run(cur, "add_constraint", table=source, name=sql.Identifier(name), definition=sql.SQL(definition))
+    for _, definition in old.indexes:
+        _run(cur, "create_index", definition=sql.SQL(definition))
+    _set_privileges(cur, "TABLE", "public", table, old.privileges)
+    if old.comment is not None:
+        _run(cur, "comment_table", table=source, comment=sql.Literal(old.comment))
+    return batch_name
+
+
+def _strip(column: pgcatalog.ColumnDefinition) -> list[sql.Composable]:
+    """The ALTER TABLE actions that leave a column of the old table a plain archive column."""
+    name = sql.Identifier(column.name)
+    actions = []
+    if column.identity:
+        actions.append(sql.SQL("ALTER COLUMN {} DROP IDENTITY").format(name))
+    elif column.generated:
+        actions.append(sql.SQL("ALTER COLUMN {} DROP EXPRESSION").format(name))
+    elif column.has_default:
+        actions.append(sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(name))
+    if column.not_null:
+        actions.append(sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(name))
+    return actions
+
+
+def _set_privileges(
+    cur: psycopg.Cursor, kind: str, schema: str, name: str, wanted: set[tuple[str | None, str, bool]]
+) -> None:
+    """Make the privileges on a table or sequence (its owner's aside) exactly `wanted`."""
+    relation = sql.Identifier(schema, name)
+    have = pgcatalog.privileges(cur, pgcatalog.qualified(cur, schema, name))
+    for grantee, privilege, _ in have - wanted:
+        _run(
+            cur,
+            "revoke",
+            privilege=_privilege(privilege),
+            kind=sql.SQL(kind),
+            relation=relation,
+            grantee=_grantee(grantee),
+        )
+    for grantee, privilege, grantable in wanted - pgcatalog.privileges(cur, pgcatalog.qualified(cur, schema, name)):
+        option = sql.SQL("WITH GRANT OPTION" if grantable else "")
+        _run(
+            cur,
+            "grant",
+            privilege=_privilege(privilege),
+            kind=sql.SQL(kind),
+            relation=relation,
+            grantee=_grantee(grantee),
+            option=option,
+        )
+
+
+def _privilege(privilege: str) -> sql.SQL:
+    if privilege not in PRIVILEGES:  # a keyword from aclexplode(), never user input; checked all the same
+        raise ValueError(f"unknown privilege {privilege!r}")
+    return sql.SQL(privilege)
+
+
+def _grantee(grantee: str | None) -> sql.Composable:
+    return sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)

@@ -1,11 +1,14 @@
 """Remove duplicate rows on a natural key, archive them, and make the key UNIQUE.
 
 One transaction per table: a retry, or a run killed midway, starts again from the same state.
-The plan depends on the share of duplicates: when most rows go and nothing references the table,
-the removed rows are archived as one batch table, the survivors saved, the table truncated and
-the survivors put back (the 3.47 M-row incident costs little more than one copy of the table);
-otherwise the removed rows are archived and deleted against the keep-set. A referenced
-table is never truncated: references to a removed duplicate move to its survivor first.
+The plan depends on the share of duplicates. When most rows go and nothing references the table,
+the survivors are set aside and the table's heap, every other row in it, becomes an archive
+batch while the table is created anew (archive.archive_table: no row copied, so the 3.47 M-row
+incident costs about one scan); a table with something the new one could not carry over (a view,
+a trigger, a publication: pgcatalog.heap_move_blockers) instead has its removed rows copied to a
+batch, is truncated, and gets its survivors back. Otherwise the removed rows are archived and
+deleted against the keep-set. A referenced table is never replaced or truncated: references to a
+removed duplicate move to its survivor first.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from functools import partial
 
 from psycopg import Connection, Cursor, Rollback, sql
 
-from league_import.archive import archive_bulk, archive_rows, live_columns
+from league_import.archive import archive_bulk, archive_rows, archive_table, live_columns
 from league_import.catalog import REFERENCES, NaturalKey
 from league_import.constraints import add_unique, sample_key
 from league_import.errors import CountMismatchError
 from league_import.history import keep_order, repoint_references
-from league_import.pgcatalog import foreign_keys, has_unique, references_to
+from league_import.pgcatalog import foreign_keys, has_unique, heap_move_blockers, references_to
 from league_import.sql import run, statements
 
 TRUNCATE_SHARE = 0.5  # above this share of duplicates, truncate-and-reload beats DELETE
@@ -68,24 +71,38 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
             if referencing:
                 report["repointed"] = _repoint(cur, key, referencing, run_id)
             predicate, params = sql.SQL(statements("dedup")["not_kept"]).format(ref=ref), {}
+            ref_type = sql.SQL("bigint" if has_id else "tid")
             most_go = removed > total * TRUNCATE_SHARE
             bulk = most_go and kept <= KEEP_LIST_MAX
             if bulk:  # most rows go, few stay: the keep-set as a hashed array, the archive as one batch
                 params["keep"] = _run(cur, "keep_list").fetchone()[0]
-                predicate = sql.SQL(statements("dedup")["not_in_keep_list"]).format(
-                    ref=ref, ref_type=sql.SQL("bigint" if has_id else "tid")
-                )
+                predicate = sql.SQL(statements("dedup")["not_in_keep_list"]).format(ref=ref, ref_type=ref_type)
             report["plan"] = "delete"
             if most_go and not referencing:
                 _run(cur, "save_survivors", table=table, ref=ref)
                 if not _survivors_break_foreign_keys(cur, key.table):
                     report["plan"] = "truncate_reload"
-            archive = archive_bulk if bulk else archive_rows
-            archived = archive(cur, key.table, predicate, params, run_id, "duplicate")
-            if report["plan"] == "truncate_reload":
-                _run(cur, "truncate_reload", table=table)
+                    if bulk:
+                        blockers = heap_move_blockers(cur, key.table)
+                        if blockers:
+                            report["move_blocked_by"] = blockers
+                        else:
+                            report["plan"] = "move_heap"
+            if report["plan"] == "move_heap":
+                # The survivors leave the heap (they are saved), the heap becomes the archive batch.
+                taken = _run(cur, "delete_kept", params, table=table, ref=ref, ref_type=ref_type).rowcount
+                if taken != kept:
+                    raise CountMismatchError(f"{key.table}: {kept} survivors, but {taken} set aside")
+                archive_table(cur, key.table, run_id, "duplicate")
+                archived = total - taken  # every row the locked table held but the survivors
+                _run(cur, "reload_survivors", table=table)
             else:
-                _run(cur, "delete_not_kept", params, table=table, predicate=predicate)
+                archive = archive_bulk if bulk else archive_rows
+                archived = archive(cur, key.table, predicate, params, run_id, "duplicate")
+                if report["plan"] == "truncate_reload":
+                    _run(cur, "truncate_reload", table=table)
+                else:
+                    _run(cur, "delete_not_kept", params, table=table, predicate=predicate)
             after = _run(cur, "count_rows", table=table).fetchone()[0]
             if archived != removed or after != kept:
                 raise CountMismatchError(

@@ -33,6 +33,28 @@ class Column:
     not_null: bool
 
 
+@dataclass(frozen=True)
+class ColumnDefinition:
+    name: str
+    identity: bool
+    generated: bool
+    has_default: bool
+    not_null: bool
+    sequence: str | None  # the identity or serial sequence, by name in the table's schema
+    sequence_position: int | None  # its last value, None when never used
+
+
+@dataclass(frozen=True)
+class TableDefinition:
+    """What creating a table anew must give back: read before its heap moves to the archive."""
+
+    constraints: list[tuple[str, str]]  # (name, definition), keys before foreign keys
+    indexes: list[tuple[str, str]]  # (name, CREATE INDEX statement) of indexes backing no constraint
+    columns: list[ColumnDefinition]
+    privileges: set[tuple[str | None, str, bool]]
+    comment: str | None
+
+
 def qualified(cur: Cursor, schema: str, table: str) -> str:
     """A quoted schema.table, for the statements that take a regclass as text."""
     return sql.Identifier(schema, table).as_string(cur)
@@ -102,3 +124,24 @@ def foreign_key_definitions(cur: Cursor, tables: list[str]) -> list[tuple[str, s
 def advisory_lock_holder(cur: Cursor, key: int) -> tuple | None:
     """(pid, application name, backend start) of the session holding an advisory lock, or None."""
     return _run(cur, "advisory_lock_holder", {"key": key}).fetchone()
+
+
+def heap_move_blockers(cur: Cursor, table: str) -> list[str]:
+    """Why public.<table> cannot be replaced by a new table of the same definition (empty: it can)."""
+    return [r[0] for r in _run(cur, "heap_move_blockers", {"table": qualified(cur, "public", table)}).fetchall()]
+
+
+def privileges(cur: Cursor, relation: str) -> set[tuple[str | None, str, bool]]:
+    """(grantee or None for PUBLIC, privilege, grantable) on a table or sequence, its owner aside."""
+    return {tuple(r) for r in _run(cur, "privileges", {"relation": relation}).fetchall()}
+
+
+def table_definition(cur: Cursor, table: str) -> TableDefinition:
+    params = {"table": qualified(cur, "public", table)}
+    return TableDefinition(
+        constraints=[tuple(r) for r in _run(cur, "table_definition_constraints", params).fetchall()],
+        indexes=[tuple(r) for r in _run(cur, "table_definition_indexes", params).fetchall()],
+        columns=[ColumnDefinition(*r) for r in _run(cur, "table_definition_columns", params).fetchall()],
+        privileges=privileges(cur, params["table"]),
+        comment=_run(cur, "table_comment", params).fetchone()[0],
+    )

@@ -11,6 +11,8 @@ pytestmark = pytest.mark.dag
 
 ROWS, SESSIONS = 3_470_114, 41
 USER_TABLES = ("users", "team_memberships", "polls", "captain_messages")
+FOREIGN_KEYS = """SELECT conname::text, pg_get_constraintdef(oid), convalidated FROM pg_constraint
+                  WHERE conrelid = 'public.practice_times'::regclass AND contype = 'f' ORDER BY 1"""
 
 
 def user_data(conn) -> dict:
@@ -50,6 +52,8 @@ def test_one_run_leaves_41_sessions_and_archives_every_copy(league_dag, db_uri):
         sessions = conn.execute("SELECT DISTINCT team_id, location FROM practice_times ORDER BY 1").fetchall()
         survivors = conn.execute("SELECT min(id) FROM practice_times GROUP BY team_id ORDER BY 1").fetchall()
         before = user_data(conn)
+        foreign_keys = conn.execute(FOREIGN_KEYS).fetchall()
+        assert len(foreign_keys) == 2
 
         assert league_dag.test(run_conf=CONF).state == "success"
 
@@ -65,10 +69,11 @@ def test_one_run_leaves_41_sessions_and_archives_every_copy(league_dag, db_uri):
         ).fetchone()[0]
         assert key == "UNIQUE NULLS NOT DISTINCT (team_id, day_of_week, start_time, end_time, location)"
         assert user_data(conn) == before
+        assert conn.execute(FOREIGN_KEYS).fetchall() == foreign_keys  # the table the app sees keeps its keys
         conn.rollback()
         report = conn.execute("SELECT report FROM etl.runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
         dedup = report["deduplicate"]["tables"]["practice_times"]
-        assert (dedup["duplicates"], dedup["plan"], dedup["unique_added"]) == (ROWS - SESSIONS, "truncate_reload", True)
+        assert (dedup["duplicates"], dedup["plan"], dedup["unique_added"]) == (ROWS - SESSIONS, "move_heap", True)
 
         # The next night: nothing more to remove, nothing appended to the archive.
         assert league_dag.test(run_conf=CONF).state == "success"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from helpers import one, q
+from psycopg import sql
 
 from league_import import sql as sql_module
 from league_import.catalog import NaturalKey, natural_key
@@ -49,14 +50,43 @@ def add_practices(conn, copies: dict[tuple, int]):
     conn.commit()
 
 
-def test_most_rows_duplicate_uses_truncate_and_archives_every_copy(schema):
+def definition(conn, table: str) -> dict:
+    """What a table is, as the app and a DBA see it: columns, keys, indexes, privileges, comment."""
+    regclass = f"public.{table}"
+    return {
+        "columns": q(
+            conn,
+            """SELECT attname::text, format_type(atttypid, atttypmod), attnotnull, attidentity,
+                      pg_get_expr(d.adbin, d.adrelid)
+               FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+               WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum""",
+            regclass,
+        ),
+        "constraints": q(
+            conn,
+            """SELECT conname::text, pg_get_constraintdef(oid), convalidated FROM pg_constraint
+               WHERE conrelid = %s::regclass ORDER BY conname""",
+            regclass,
+        ),
+        "indexes": q(conn, "SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename = %s ORDER BY 1", table),
+        "privileges": q(
+            conn,
+            "SELECT grantee::text, privilege_type, is_grantable FROM information_schema.role_table_grants "
+            "WHERE table_schema = 'public' AND table_name = %s ORDER BY 1, 2",
+            table,
+        ),
+        "comment": one(conn, "SELECT obj_description(%s::regclass, 'pg_class')", regclass),
+    }
+
+
+def test_most_rows_duplicate_move_the_heap_to_the_archive_and_archive_every_copy(schema):
     add_practices(
         schema, {("Mon", "18:00", "Court 1"): 500, ("Tue", "19:00", "Court 2"): 300, ("Wed", "07:00", None): 2}
     )
     lowest = q(schema, "SELECT min(id) FROM practice_times GROUP BY day_of_week ORDER BY 1")
     report = deduplicate(schema, PRACTICE, "run-1")
     assert (report["rows_before"], report["duplicates"], report["rows_after"]) == (802, 799, 3)
-    assert report["plan"] == "truncate_reload" and report["unique_added"] is True
+    assert report["plan"] == "move_heap" and report["unique_added"] is True
     assert report["sample_keys"][0]["copies"] == 500
     assert report["sample_keys"][0]["key"]["location"] == "Court 1"
     assert q(schema, "SELECT id FROM practice_times ORDER BY id") == lowest  # the lowest id survives
@@ -98,17 +128,27 @@ def test_rerun_changes_nothing_more(schema):
         writer.rollback()
 
 
-def test_killed_midway_rolls_back_and_the_retry_reaches_the_clean_end_state(schema, monkeypatch):
+@pytest.mark.parametrize(
+    ("family", "statement", "view"),
+    [
+        ("archive", "move_to_archive", False),  # the heap half moved
+        ("dedup", "reload_survivors", False),  # moved, the new table still empty
+        ("dedup", "truncate_reload", True),  # a view keeps the table: copied and truncated instead
+    ],
+)
+def test_killed_midway_rolls_back_and_the_retry_reaches_the_clean_end_state(
+    schema, monkeypatch, family, statement, view
+):
     add_practices(schema, {("Mon", "18:00", "Court 1"): 50, ("Tue", "18:00", "Court 1"): 5})
+    if view:
+        schema.execute("CREATE VIEW mondays AS SELECT * FROM practice_times WHERE day_of_week = 'Mon'")
+        schema.commit()
+    before = definition(schema, "practice_times")
     real = sql_module.statements
 
-    def broken(family):
-        found = real(family)
-        return (
-            {**found, "truncate_reload": "SELECT pg_terminate_backend(pg_backend_pid())"}
-            if family == "dedup"
-            else found
-        )
+    def broken(name):
+        found = real(name)
+        return {**found, statement: "SELECT pg_terminate_backend(pg_backend_pid())"} if name == family else found
 
     monkeypatch.setattr(sql_module, "statements", broken)
     with pytest.raises(psycopg.OperationalError):
@@ -116,6 +156,7 @@ def test_killed_midway_rolls_back_and_the_retry_reaches_the_clean_end_state(sche
     monkeypatch.undo()
     with psycopg.connect(schema.info.dsn) as fresh:
         assert one(fresh, "SELECT count(*) FROM practice_times") == 55
+        assert definition(fresh, "practice_times") == before
         assert one(fresh, "SELECT to_regclass('etl_archive.practice_times')") is None  # rolled back with the rest
         report = deduplicate(fresh, PRACTICE, "run-1")
         assert (report["duplicates"], report["rows_after"]) == (53, 2)
@@ -138,24 +179,159 @@ def test_an_archive_copy_that_loses_rows_fails_the_step(schema):
     assert one(schema, "SELECT count(*) FROM practice_times") == 10
 
 
-def test_a_bulk_archive_batch_is_read_through_the_archive_table(schema):
+def test_archive_batches_are_read_through_the_archive_table(schema):
+    """Two heaps moved on two nights (nothing of the first stands in the second's way) and one
+    batch copied because a view names the table: all read through etl_archive.practice_times."""
     schema.execute("CREATE TABLE etl_archive.practice_times (LIKE public.practice_times)")  # NOT NULLs, made elsewhere
     schema.commit()
-    add_practices(schema, {("Mon", "18:00", "Court 1"): 30})
-    deduplicate(schema, PRACTICE, "run-1")
-    schema.execute("ALTER TABLE practice_times DROP CONSTRAINT practice_times_natural_key")
-    schema.commit()
-    add_practices(schema, {("Tue", "18:00", "Court 2"): 40})
-    assert deduplicate(schema, PRACTICE, "run-2")["plan"] == "truncate_reload"
+    plans = []
+    for night, (day, court, copies) in enumerate(
+        [("Mon", "Court 1", 30), ("Tue", "Court 2", 40), ("Wed", "Court 3", 50)]
+    ):
+        if night:
+            schema.execute("ALTER TABLE practice_times DROP CONSTRAINT practice_times_natural_key")
+        if night == 2:
+            schema.execute("CREATE VIEW wednesdays AS SELECT * FROM practice_times WHERE day_of_week = 'Wed'")
+        schema.commit()
+        add_practices(schema, {(day, "18:00", court): copies})
+        plans.append(deduplicate(schema, PRACTICE, f"run-{night + 1}"))
+    assert [p["plan"] for p in plans] == ["move_heap", "move_heap", "truncate_reload"]
+    assert plans[2]["move_blocked_by"] == ["rule _RETURN on view wednesdays"]
     counts = q(
         schema,
         "SELECT run_id, reason, count(*), count(archived_at) FROM etl_archive.practice_times GROUP BY 1, 2 ORDER BY 1",
     )
-    assert counts == [("run-1", "duplicate", 29, 29), ("run-2", "duplicate", 39, 39)]
+    assert counts == [("run-1", "duplicate", 29, 29), ("run-2", "duplicate", 39, 39), ("run-3", "duplicate", 49, 49)]
     batches = q(schema, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'etl_archive.practice_times'::regclass")
-    assert batches == [(2,)]
+    assert batches == [(3,)]
     # Every column of the removed rows is there, with the live ids.
     assert one(schema, "SELECT count(DISTINCT id) FROM etl_archive.practice_times WHERE location = 'Court 2'") == 39
+    assert q(schema, "SELECT day_of_week, count(*) FROM practice_times GROUP BY 1 ORDER BY 1") == [
+        ("Mon", 1),
+        ("Tue", 1),
+        ("Wed", 1),
+    ]
+    assert one(schema, "SELECT count(*) FROM wednesdays") == 1  # the view reads the live table still
+
+
+def test_a_moved_table_keeps_its_definition_privileges_and_sequence(conn):
+    """The app's view of the table is unchanged: the same columns, defaults, keys (by name),
+    checks, foreign keys, indexes, grants and comment; new rows continue the id sequence. The
+    batch keeps none of it, so it never refuses a row or blocks deleting a team."""
+    ensure_schema(conn)
+    check_constraints(conn)
+    conn.execute("INSERT INTO leagues (id, code) VALUES (1, 'L')")
+    conn.execute("INSERT INTO clubs (id, name, name_key) VALUES (1, 'Club', 'club')")
+    conn.execute("INSERT INTO series (id, league_id, name, series_key) VALUES (1, 1, 'Series 1', '1')")
+    conn.execute(
+        """INSERT INTO teams (id, league_id, club_id, series_id, team_name, team_key)
+           VALUES (7, 1, 1, 1, 'Club 1', 'club'), (8, 1, 1, 1, 'Club 2', 'club 2')"""
+    )
+    conn.execute("ALTER TABLE practice_times DROP CONSTRAINT practice_times_natural_key")
+    conn.execute("CREATE INDEX practice_by_location ON practice_times (lower(location)) WHERE location IS NOT NULL")
+    conn.execute("ALTER TABLE practice_times ADD CONSTRAINT sane_times CHECK (end_time > start_time)")
+    conn.execute("COMMENT ON TABLE practice_times IS 'when teams practise'")
+    conn.execute("COMMENT ON COLUMN practice_times.location IS 'court'")
+    role = f"app_{conn.info.dbname}"
+    conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+    conn.execute(sql.SQL("GRANT SELECT, INSERT ON practice_times TO {} WITH GRANT OPTION").format(sql.Identifier(role)))
+    conn.execute("GRANT SELECT ON practice_times TO PUBLIC")
+    conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE practice_times_id_seq TO {}").format(sql.Identifier(role)))
+    conn.commit()
+    add_practices(conn, {("Mon", "18:00", "Court 1"): 40, ("Tue", "18:00", "Court 1"): 20})
+    conn.execute(
+        "INSERT INTO practice_times (team_id, day_of_week, start_time, end_time) VALUES (8, 'Fri', '07:00', '08:00')"
+    )
+    conn.commit()
+    before = definition(conn, "practice_times")
+    last_id = one(conn, "SELECT max(id) FROM practice_times")
+    try:
+        report = deduplicate(conn, PRACTICE, "run-1")
+        assert (report["plan"], report["duplicates"], report["rows_after"]) == ("move_heap", 58, 3)
+        after = definition(conn, "practice_times")
+        after["constraints"].remove(
+            (
+                "practice_times_natural_key",
+                "UNIQUE NULLS NOT DISTINCT (team_id, day_of_week, start_time, end_time, location)",
+                True,
+            )
+        )
+        after["indexes"] = [i for i in after["indexes"] if i[0] != "practice_times_natural_key"]
+        assert after == before
+        assert one(conn, "SELECT col_description('practice_times'::regclass, 6)") == "court"
+        assert one(conn, "SELECT pg_get_serial_sequence('practice_times', 'id')") == "public.practice_times_id_seq"
+        assert q(
+            conn,
+            "SELECT grantee::text, privilege_type FROM information_schema.usage_privileges "
+            "WHERE object_name = 'practice_times_id_seq' AND grantee = %s",
+            role,
+        ) == [(role, "USAGE")]
+        new_id = one(
+            conn,
+            "INSERT INTO practice_times (team_id, day_of_week, start_time, end_time) "
+            "VALUES (7, 'Sat', '09:00', '10:00') RETURNING id",
+        )
+        assert new_id == last_id + 1
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):  # the moved table's foreign keys hold
+            conn.execute(
+                "INSERT INTO practice_times (team_id, day_of_week, start_time, end_time) VALUES (99, 'Sun', '09:00', '10:00')"
+            )
+        conn.rollback()
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO practice_times (team_id, day_of_week, start_time, end_time) VALUES (7, 'Sun', '10:00', '09:00')"
+            )
+        conn.rollback()
+        # The batch: no key, no index, no foreign key, no grant; team 8's row... deleting a team its
+        # archived rows name is not refused by the archive.
+        batch = one(
+            conn,
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'etl_archive.practice_times'::regclass",
+        )
+        assert q(
+            conn, "SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass AND contype <> 'n'", batch
+        ) == [(0,)]
+        assert q(conn, "SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass", batch) == [(0,)]
+        assert q(
+            conn,
+            "SELECT count(*) FROM information_schema.role_table_grants WHERE table_schema = 'etl_archive' AND grantee <> current_user",
+        ) == [(0,)]
+        conn.execute("DELETE FROM practice_times WHERE team_id = 7")
+        conn.execute("DELETE FROM teams WHERE id = 7")
+        conn.commit()
+        assert one(conn, "SELECT count(*) FROM etl_archive.practice_times WHERE team_id = 7") == 58
+    finally:
+        conn.rollback()
+        conn.execute("DROP OWNED BY " + sql.Identifier(role).as_string(conn))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        conn.commit()
+
+
+def test_a_serial_table_without_grants_or_an_id(conn):
+    """A table made by another tool: a serial id whose sequence stays and changes owner; and a
+    table with no id at all, its survivors found by ctid."""
+    conn.execute("CREATE TABLE notes (id bigserial PRIMARY KEY, topic text NOT NULL, body text)")
+    conn.execute("CREATE TABLE tallies (topic text, n int)")
+    conn.execute("INSERT INTO notes (topic, body) SELECT 'a', 'same' FROM generate_series(1, 30)")
+    conn.execute("INSERT INTO notes (topic, body) VALUES ('b', 'other')")
+    conn.execute("INSERT INTO tallies SELECT 'x', 1 FROM generate_series(1, 20)")
+    conn.commit()
+    notes = deduplicate(conn, NaturalKey("notes", ("topic", "body")), "run-1")
+    tallies = deduplicate(conn, NaturalKey("tallies", ("topic", "n")), "run-1")
+    assert (notes["plan"], notes["duplicates"], tallies["plan"], tallies["duplicates"]) == (
+        "move_heap",
+        29,
+        "move_heap",
+        19,
+    )
+    assert q(conn, "SELECT id, topic FROM notes ORDER BY id") == [(1, "a"), (31, "b")]
+    assert one(conn, "SELECT pg_get_serial_sequence('notes', 'id')") == "public.notes_id_seq"
+    assert one(conn, "INSERT INTO notes (topic) VALUES ('c') RETURNING id") == 32
+    assert q(conn, "SELECT topic, n FROM tallies") == [("x", 1)]
+    assert one(conn, "SELECT count(*) FROM etl_archive.tallies") == 19
+    # Dropping the archive keeps the sequence: it belongs to the live table now.
+    conn.execute("DROP TABLE etl_archive.notes CASCADE")
+    assert one(conn, "INSERT INTO notes (topic) VALUES ('d') RETURNING id") == 33
 
 
 def test_dry_run_reports_and_changes_nothing(schema):
