@@ -97,7 +97,8 @@ WHERE l.locktype = 'advisory' AND l.objid = %(key)s AND l.granted;
 -- What a table has that moving its heap to the archive and creating it anew would not carry over
 -- (league_import.archive.archive_table): anything that names the table by its oid (views, rules,
 -- triggers, policies, functions, other tables' keys, publications) or settings the new table
--- would lack. One line per finding, no data; none means the move keeps the table as it was.
+-- would lack. One line per finding, no data; none means the move keeps the table as it was
+-- (per-column planner options such as n_distinct aside: statistics come back with ANALYZE).
 WITH t AS (SELECT c.* FROM pg_class c WHERE c.oid = %(table)s::regclass),
 own_indexes AS (SELECT i.indexrelid FROM pg_index i, t WHERE i.indrelid = t.oid),
 own_constraints AS (SELECT k.oid FROM pg_constraint k, t WHERE k.conrelid = t.oid)
@@ -118,7 +119,7 @@ SELECT 'publications' WHERE EXISTS (SELECT 1 FROM pg_publication)
 UNION ALL
 SELECT 'column settings' FROM pg_attribute a, t
 WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
-  AND (a.attacl IS NOT NULL OR a.attoptions IS NOT NULL OR coalesce(a.attstattarget::int, -1) <> -1)
+  AND (a.attacl IS NOT NULL OR coalesce(a.attstattarget::int, -1) <> -1)
 UNION ALL
 SELECT 'invalid or clustered index' FROM pg_index i, t WHERE i.indrelid = t.oid AND (NOT i.indisvalid OR i.indisclustered)
 UNION ALL

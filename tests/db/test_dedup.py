@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 from helpers import one, q
 from psycopg import sql
 
+from league_import import dedup as dedup_module
 from league_import import sql as sql_module
 from league_import.catalog import NaturalKey, natural_key
 from league_import.constraints import check_constraints
@@ -421,3 +425,46 @@ def test_survivors_pointing_at_a_missing_team_are_not_truncated_and_reloaded(con
     assert (report["plan"], report["duplicates"], report["rows_after"]) == ("delete", 48, 2)
     assert one(conn, "SELECT count(*) FROM etl_archive.practice_times") == 48
     assert q(conn, "SELECT DISTINCT team_id FROM practice_times") == [(7,)]  # still orphans, for the repair
+
+
+def test_the_apps_writes_waiting_on_a_moved_table_land_in_the_new_one(schema, monkeypatch):
+    """A writer blocked by the move, with a statement the server prepared before it (psycopg
+    prepares repeated statements), and a plain reader: once the move commits, PostgreSQL looks
+    the name up again, so they see the new table, never the archive batch."""
+    add_practices(schema, {("Mon", "18:00", "Court 1"): 30})
+    insert = "INSERT INTO practice_times (team_id, day_of_week, start_time, end_time) VALUES (7, %s, '07:00', '08:00')"
+    app = psycopg.connect(schema.info.dsn, autocommit=True, prepare_threshold=0)
+    app.execute(insert, ("Sun",))  # prepared on the old table
+    app.execute("DELETE FROM practice_times WHERE day_of_week = 'Sun'")
+    seen: dict[str, object] = {}
+
+    def read():
+        with psycopg.connect(schema.info.dsn) as reader:  # the archive batch holds 29 such rows
+            seen["read"] = one(reader, "SELECT count(*) FROM practice_times WHERE day_of_week = 'Mon'")
+
+    threads = [
+        threading.Thread(target=lambda: seen.update(write=app.execute(insert, ("Sat",)).rowcount)),
+        threading.Thread(target=read),
+    ]
+    real = dedup_module.archive_table
+
+    def archive_while_the_app_waits(cur, *args):
+        batch = real(cur, *args)
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # both are waiting for the lock now
+        return batch
+
+    monkeypatch.setattr(dedup_module, "archive_table", archive_while_the_app_waits)
+    try:
+        assert deduplicate(schema, PRACTICE, "run-1")["plan"] == "move_heap"
+        for thread in threads:
+            thread.join(10)
+    finally:
+        app.close()
+    assert seen == {"write": 1, "read": 1}  # both waited for the commit, then used the new table
+    assert q(schema, "SELECT day_of_week, count(*) FROM practice_times GROUP BY 1 ORDER BY 1") == [
+        ("Mon", 1),
+        ("Sat", 1),
+    ]
+    assert one(schema, "SELECT count(*) FROM etl_archive.practice_times") == 29
