@@ -80,6 +80,13 @@ FOR UPDATE;
 -- name: decide_suspect
 UPDATE etl.rename_suspects SET status = %(status)s, decided_by = %(by)s, decided_at = now() WHERE id = %(id)s;
 
+-- name: recorded_outcome
+-- What a review run already did with an item: a retry of its apply task records nothing again.
+SELECT outcome FROM etl.decisions
+WHERE item = %(item)s AND dag_run_id = %(dag_run_id)s
+ORDER BY id
+LIMIT 1;
+
 -- name: record_decision
 INSERT INTO etl.decisions (item, choice, outcome, decided_by, via, dag_run_id)
 VALUES (%(item)s, %(choice)s, %(outcome)s, %(by)s, %(via)s, %(dag_run_id)s)

@@ -135,9 +135,17 @@ def decide(
     via: str,
     dag_run_id: str | None = None,
 ) -> str:
-    """Apply a person's answer in one transaction; returns what was done (or why nothing was)."""
+    """Apply a person's answer in one transaction; returns what was done (or why nothing was).
+
+    Given the review run's id, an item that run already decided returns the recorded outcome and
+    writes nothing: a retried apply task leaves the decisions as one clean try would.
+    """
     kind, number = _parse(item)
     with conn.transaction(), conn.cursor() as cur:
+        if dag_run_id is not None:
+            done = _run(cur, "recorded_outcome", {"item": item, "dag_run_id": dag_run_id}).fetchone()
+            if done is not None:
+                return done[0]
         if kind == "quarantine":
             outcome = _decide_quarantine(cur, number, option, by, f"decision:{item}")
         else:

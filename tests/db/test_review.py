@@ -140,6 +140,8 @@ def test_releasing_puts_rows_back_on_the_chosen_team(questions):
     # One of user 1's two memberships is released, the other left waiting.
     done = decide(conn, memberships[0].id, str(hinsdale_ii), by="ops", via="airflow", dag_run_id="review-1")
     assert done.endswith(f"restored from etl_archive.team_memberships with team_id = {hinsdale_ii}")
+    # The apply task retried: the same outcome, nothing applied or recorded twice.
+    assert decide(conn, memberships[0].id, str(hinsdale_ii), by="ops", via="airflow", dag_run_id="review-1") == done
     assert decide(conn, memberships[1].id, LEAVE, by="ops", via="airflow").endswith("stays in quarantine")
     assert q(conn, "SELECT team_id, is_primary FROM team_memberships WHERE user_id = 1 ORDER BY 1") == sorted(
         [(glenbrook, True), (hinsdale_ii, False)]
