@@ -80,9 +80,13 @@ ALTER TABLE {table} RENAME TO {name};
 -- name: rename_sequence
 ALTER SEQUENCE {sequence} RENAME TO {name};
 
+-- name: sequence_state
+SELECT last_value, is_called FROM {sequence};
+
 -- name: set_sequence
--- The new identity sequence goes on from where the old one was.
-SELECT setval(%(sequence)s::regclass, %(position)s, true);
+-- The new identity sequence goes on from where the old one was (is_called false: that value is
+-- the next one handed out, as after ALTER ... RESTART).
+SELECT setval(%(sequence)s::regclass, %(last_value)s, %(is_called)s);
 
 -- name: add_constraint
 -- {definition}: the constraint as the catalog stated it (league_import.pgcatalog).

@@ -65,13 +65,25 @@ SELECT t.* FROM {table} t JOIN dedup_keep k ON k.keep_ref = t.{ref};
 DELETE FROM {table} t
 WHERE t.{ref} = ANY (%(keep)s::{ref_type}[]);
 
+-- name: lock_wait
+SELECT current_setting('lock_timeout');
+
+-- name: set_lock_wait
+SELECT set_config('lock_timeout', %(wait)s, true);
+
+-- name: lock_referenced
+-- The heap move drops the old table's foreign keys and adds the new one's, which locks the tables
+-- they point at until the commit: taken before any change, or not at all (league_import.dedup).
+LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE;
+
 -- name: reload_survivors
-INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM dedup_survivors;
+-- {columns}: all but generated ones, which the table computes again.
+INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM dedup_survivors;
 
 -- name: truncate_reload
 -- Only for tables nothing references: cheaper than deleting most of a large table.
 TRUNCATE {table};
-INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM dedup_survivors;
+INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM dedup_survivors;
 
 -- name: count_rows
 SELECT count(*) FROM {table};

@@ -101,9 +101,15 @@ WHERE l.locktype = 'advisory' AND l.objid = %(key)s AND l.granted;
 -- (per-column planner options such as n_distinct aside: statistics come back with ANALYZE).
 WITH t AS (SELECT c.* FROM pg_class c WHERE c.oid = %(table)s::regclass),
 own_indexes AS (SELECT i.indexrelid FROM pg_index i, t WHERE i.indrelid = t.oid),
-own_constraints AS (SELECT k.oid FROM pg_constraint k, t WHERE k.conrelid = t.oid)
+own_constraints AS (SELECT k.oid FROM pg_constraint k, t WHERE k.conrelid = t.oid),
+identity_sequences AS (
+    SELECT d.objid AS oid FROM pg_depend d, t
+    WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid
+      AND d.deptype = 'i' AND EXISTS (SELECT 1 FROM pg_class s WHERE s.oid = d.objid AND s.relkind = 'S')
+)
 SELECT DISTINCT finding FROM (
-SELECT 'not a plain table' AS finding FROM t WHERE t.relkind <> 'r' OR t.relpersistence <> 'p' OR t.relispartition
+SELECT 'not a plain table' AS finding FROM t
+WHERE t.relkind <> 'r' OR t.relpersistence <> 'p' OR t.relispartition OR t.reloftype <> 0
 UNION ALL
 SELECT 'inheritance' FROM pg_inherits i, t WHERE t.oid IN (i.inhrelid, i.inhparent)
 UNION ALL
@@ -117,11 +123,23 @@ SELECT 'replica identity' FROM t WHERE t.relreplident <> 'd'
 UNION ALL
 SELECT 'publications' WHERE EXISTS (SELECT 1 FROM pg_publication)
 UNION ALL
+SELECT 'subscription' FROM pg_subscription_rel r, t WHERE r.srrelid = t.oid
+UNION ALL
+-- Privileges the owner gave up, or that others granted: GRANTs by the owner would not restore them.
+SELECT 'privileges not granted by the owner' FROM t
+WHERE EXISTS (SELECT 1 FROM aclexplode(t.relacl) x WHERE x.grantor <> t.relowner)
+   OR (t.relacl IS NOT NULL
+       AND EXISTS (SELECT 1 FROM unnest(acldefault('r', t.relowner)) o WHERE NOT aclcontains(t.relacl, o)))
+UNION ALL
 SELECT 'column settings' FROM pg_attribute a, t
 WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
   AND (a.attacl IS NOT NULL OR coalesce(a.attstattarget::int, -1) <> -1)
 UNION ALL
-SELECT 'invalid or clustered index' FROM pg_index i, t WHERE i.indrelid = t.oid AND (NOT i.indisvalid OR i.indisclustered)
+SELECT 'index settings' FROM pg_index i, t, pg_class ic
+WHERE i.indrelid = t.oid AND ic.oid = i.indexrelid
+  AND (NOT i.indisvalid OR i.indisclustered OR ic.reltablespace <> 0 OR ic.reloptions IS NOT NULL
+       OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = ic.oid
+                  AND coalesce(a.attstattarget::int, -1) <> -1))
 UNION ALL
 SELECT 'sequence in another schema' FROM pg_depend d, t, pg_class s
 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid
@@ -132,6 +150,12 @@ UNION ALL
 SELECT 'comment on ' || pg_describe_object(ds.classoid, ds.objoid, 0) FROM pg_description ds
 WHERE (ds.classoid = 'pg_class'::regclass AND ds.objoid IN (SELECT indexrelid FROM own_indexes))
    OR (ds.classoid = 'pg_constraint'::regclass AND ds.objoid IN (SELECT oid FROM own_constraints))
+   OR (ds.classoid = 'pg_class'::regclass AND ds.objoid IN (SELECT oid FROM identity_sequences))
+UNION ALL
+-- An identity sequence is dropped with the old column: nothing else may use it.
+SELECT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_depend d
+WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM identity_sequences)
+  AND d.deptype IN ('n', 'a')
 UNION ALL
 -- Objects depending on the table, other than its own indexes, keys, checks, defaults, owned
 -- sequences, row type and internal triggers (which the move recreates or keeps).
@@ -170,9 +194,9 @@ ORDER BY c.relname;
 
 -- name: table_definition_columns
 -- Every column with what the move changes on it: identity, generated, default, NOT NULL, and
--- the sequence behind an identity or serial column with its position.
+-- the sequence behind an identity or serial column.
 SELECT a.attname::text, a.attidentity <> '', a.attgenerated <> '', a.atthasdef, a.attnotnull,
-       s.relname::text, pg_sequence_last_value(s.oid)
+       s.relname::text
 FROM pg_attribute a
 LEFT JOIN LATERAL (
     SELECT s.oid, s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
@@ -191,3 +215,12 @@ WHERE c.oid = %(relation)s::regclass AND x.grantee <> c.relowner;
 
 -- name: table_comment
 SELECT obj_description(%(table)s::regclass, 'pg_class');
+
+-- name: referenced_tables
+-- The other tables a table's foreign keys point at (schema, name), in a fixed order for locking.
+SELECT DISTINCT n.nspname::text, c.relname::text
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.confrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE k.conrelid = %(table)s::regclass AND k.contype = 'f' AND k.confrelid <> k.conrelid
+ORDER BY 1, 2;

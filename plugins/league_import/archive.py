@@ -25,6 +25,8 @@ PRIVILEGES = frozenset(
     {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN", "USAGE"}
 )
 
+NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+
 _run = partial(run, "archive")
 
 
@@ -94,13 +96,21 @@ def archive_bulk(
     """Like archive_rows, for a batch most of a large table: CREATE TABLE AS, then inherit."""
     live = ensure_archive(cur, table)
     q = statements("archive")
-    batch = sql.Identifier(ARCHIVE_SCHEMA, f"{table}__{uuid.uuid4().hex[:12]}")
+    batch = sql.Identifier(ARCHIVE_SCHEMA, _batch_name(table, uuid.uuid4().hex[:12]))
     copied = cur.execute(
         sql.SQL(q["bulk_batch"]).format(batch=batch, table=sql.Identifier("public", table), predicate=predicate),
         params,
     ).rowcount
     _attach_batch(cur, table, batch, live, run_id, reason)
     return copied
+
+
+def _batch_name(table: str, suffix: str) -> str:
+    """<table>__<suffix>, the table's part shortened so that the suffix survives PostgreSQL's
+    63-byte limit on names (a long name would otherwise lose it, and two batches clash)."""
+    room = NAME_BYTES - len(suffix.encode()) - 2
+    head = table.encode()[:room].decode(errors="ignore")
+    return f"{head}__{suffix}"
 
 
 def _attach_batch(
@@ -134,11 +144,14 @@ def archive_table(cur: psycopg.Cursor, table: str, run_id: str, reason: str) -> 
     live = ensure_archive(cur, table)
     old = pgcatalog.table_definition(cur, table)
     suffix = uuid.uuid4().hex[:12]
-    source, batch_name, fresh_name = sql.Identifier("public", table), f"{table}__{suffix}", f"{table}__new_{suffix}"
+    source = sql.Identifier("public", table)
+    batch_name, fresh_name = _batch_name(table, suffix), _batch_name(table, f"new_{suffix}")
+    identity = {c.sequence: c for c in old.columns if c.identity}
+    sequence_state = {
+        name: _run(cur, "sequence_state", sequence=sql.Identifier("public", name)).fetchone() for name in identity
+    }
     sequence_privileges = {
-        c.sequence: pgcatalog.privileges(cur, pgcatalog.qualified(cur, "public", c.sequence))
-        for c in old.columns
-        if c.identity
+        name: pgcatalog.privileges(cur, pgcatalog.qualified(cur, "public", name)) for name in identity
     }
     _run(cur, "create_like", table=source, fresh=sql.Identifier("public", fresh_name))
     fresh_sequences = {c.name: c.sequence for c in pgcatalog.table_definition(cur, fresh_name).columns if c.identity}
@@ -174,9 +187,9 @@ def archive_table(cur: psycopg.Cursor, table: str, run_id: str, reason: str) -> 
                 sequence=sql.Identifier("public", fresh_sequences[c.name]),
                 name=sql.Identifier(c.sequence),
             )
-            qualified_sequence = pgcatalog.qualified(cur, "public", c.sequence)
-            if c.sequence_position is not None:
-                _run(cur, "set_sequence", {"sequence": qualified_sequence, "position": c.sequence_position})
+            last_value, is_called = sequence_state[c.sequence]
+            params = {"sequence": pgcatalog.qualified(cur, "public", c.sequence), "last_value": last_value}
+            _run(cur, "set_sequence", {**params, "is_called": is_called})
             _set_privileges(cur, "SEQUENCE", "public", c.sequence, sequence_privileges[c.sequence])
         elif c.sequence:
             _run(
@@ -185,10 +198,10 @@ def archive_table(cur: psycopg.Cursor, table: str, run_id: str, reason: str) -> 
                 sequence=sql.Identifier("public", c.sequence),
                 column=sql.Identifier("public", table, c.name),
             )
+    for _, definition in old.indexes:  # first: a foreign key may rest on a unique index
+        _run(cur, "create_index", definition=sql.SQL(definition))
     for name, definition in old.constraints:
         _run(cur, "add_constraint", table=source, name=sql.Identifier(name), definition=sql.SQL(definition))
-    for _, definition in old.indexes:
-        _run(cur, "create_index", definition=sql.SQL(definition))
     _set_privileges(cur, "TABLE", "public", table, old.privileges)
     if old.comment is not None:
         _run(cur, "comment_table", table=source, comment=sql.Literal(old.comment))

@@ -16,17 +16,26 @@ from __future__ import annotations
 from functools import partial
 
 from psycopg import Connection, Cursor, Rollback, sql
+from psycopg.errors import LockNotAvailable
 
 from league_import.archive import archive_bulk, archive_rows, archive_table, live_columns
 from league_import.catalog import REFERENCES, NaturalKey
 from league_import.constraints import add_unique, sample_key
 from league_import.errors import CountMismatchError
 from league_import.history import keep_order, repoint_references
-from league_import.pgcatalog import foreign_keys, has_unique, heap_move_blockers, references_to
+from league_import.pgcatalog import (
+    foreign_keys,
+    has_unique,
+    heap_move_blockers,
+    referenced_tables,
+    references_to,
+    table_definition,
+)
 from league_import.sql import run, statements
 
 TRUNCATE_SHARE = 0.5  # above this share of duplicates, truncate-and-reload beats DELETE
 KEEP_LIST_MAX = 100_000  # up to this many survivors, the keep-set is passed as an array
+MOVE_LOCK_WAIT = "100ms"  # the longest the heap move waits for the tables its foreign keys reference
 
 _run = partial(run, "dedup")
 
@@ -88,19 +97,16 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
                             report["move_blocked_by"] = blockers
                         else:
                             report["plan"] = "move_heap"
+            archived = None
             if report["plan"] == "move_heap":
-                # The survivors leave the heap (they are saved), the heap becomes the archive batch.
-                taken = _run(cur, "delete_kept", params, table=table, ref=ref, ref_type=ref_type).rowcount
-                if taken != kept:
-                    raise CountMismatchError(f"{key.table}: {kept} survivors, but {taken} set aside")
-                archive_table(cur, key.table, run_id, "duplicate")
-                archived = total - taken  # every row the locked table held but the survivors
-                _run(cur, "reload_survivors", table=table)
-            else:
+                archived = _move_heap(cur, key, params, ref, ref_type, kept, run_id)
+                if archived is None:
+                    report["plan"], report["move_blocked_by"] = "truncate_reload", ["a referenced table is in use"]
+            if report["plan"] != "move_heap":
                 archive = archive_bulk if bulk else archive_rows
                 archived = archive(cur, key.table, predicate, params, run_id, "duplicate")
                 if report["plan"] == "truncate_reload":
-                    _run(cur, "truncate_reload", table=table)
+                    _run(cur, "truncate_reload", table=table, columns=_stored_columns(cur, key.table))
                 else:
                     _run(cur, "delete_not_kept", params, table=table, predicate=predicate)
             after = _run(cur, "count_rows", table=table).fetchone()[0]
@@ -114,6 +120,44 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
         if dry_run:
             raise Rollback(tx)
     return report
+
+
+def _move_heap(
+    cur: Cursor, key: NaturalKey, params: dict, ref: sql.Composable, ref_type: sql.Composable, kept: int, run_id: str
+) -> int | None:
+    """The survivors (saved) leave the table, whose heap then becomes the archive batch
+    (archive.archive_table) and the table is created anew for them; returns the rows archived.
+
+    Moving drops the old table's foreign keys and adds the new one's, which locks the tables they
+    point at (`teams`) until the commit. Those locks are taken first, waiting at most
+    MOVE_LOCK_WAIT: an app transaction that holds one of them and waits for this table would
+    otherwise deadlock with the step. Not granted in time, nothing has changed (a savepoint) and
+    None tells the caller to copy instead.
+    """
+    table = sql.Identifier("public", key.table)
+    try:
+        with cur.connection.transaction():
+            taken = _run(cur, "delete_kept", params, table=table, ref=ref, ref_type=ref_type).rowcount
+            if taken != kept:
+                raise CountMismatchError(f"{key.table}: {kept} survivors, but {taken} set aside")
+            moving = _run(cur, "count_rows", table=table).fetchone()[0]  # the heap's rows, counted before the move
+            referenced = referenced_tables(cur, key.table)
+            if referenced:
+                wait = _run(cur, "lock_wait").fetchone()[0]
+                _run(cur, "set_lock_wait", {"wait": MOVE_LOCK_WAIT})
+                _run(cur, "lock_referenced", tables=sql.SQL(", ").join(sql.Identifier(*t) for t in referenced))
+                _run(cur, "set_lock_wait", {"wait": wait})
+    except LockNotAvailable:
+        return None
+    archive_table(cur, key.table, run_id, "duplicate")
+    _run(cur, "reload_survivors", table=table, columns=_stored_columns(cur, key.table))
+    return moving
+
+
+def _stored_columns(cur: Cursor, table: str) -> sql.Composable:
+    """The columns a reload writes: all but generated ones."""
+    columns = table_definition(cur, table).columns
+    return sql.SQL(", ").join(sql.Identifier(c.name) for c in columns if not c.generated)
 
 
 def _survivors_break_foreign_keys(cur: Cursor, table: str) -> bool:

@@ -48,6 +48,8 @@ def airflow_failures() -> Iterator[None]:
 def task_timeout() -> timedelta:
     """How long a working task may run (LEAGUE_IMPORT_TASK_TIMEOUT_MINUTES, default 60)."""
     return timedelta(minutes=int(os.environ.get("LEAGUE_IMPORT_TASK_TIMEOUT_MINUTES", "60")))
+
+
 BASE_FIELDS = ("conn_id", "dry_run")
 
 

@@ -41,7 +41,6 @@ class ColumnDefinition:
     has_default: bool
     not_null: bool
     sequence: str | None  # the identity or serial sequence, by name in the table's schema
-    sequence_position: int | None  # its last value, None when never used
 
 
 @dataclass(frozen=True)
@@ -145,3 +144,8 @@ def table_definition(cur: Cursor, table: str) -> TableDefinition:
         privileges=privileges(cur, params["table"]),
         comment=_run(cur, "table_comment", params).fetchone()[0],
     )
+
+
+def referenced_tables(cur: Cursor, table: str) -> list[tuple[str, str]]:
+    """(schema, name) of the other tables public.<table>'s foreign keys point at, sorted."""
+    return [tuple(r) for r in _run(cur, "referenced_tables", {"table": qualified(cur, "public", table)}).fetchall()]
