@@ -226,29 +226,15 @@ def _strip(column: pgcatalog.ColumnDefinition) -> list[sql.Composable]:
 def _set_privileges(
     cur: psycopg.Cursor, kind: str, schema: str, name: str, wanted: set[tuple[str | None, str, bool]]
 ) -> None:
-    """Make the privileges on a table or sequence (its owner's aside) exactly `wanted`."""
-    relation = sql.Identifier(schema, name)
-    have = pgcatalog.privileges(cur, pgcatalog.qualified(cur, schema, name))
-    for grantee, privilege, _ in have - wanted:
-        _run(
-            cur,
-            "revoke",
-            privilege=_privilege(privilege),
-            kind=sql.SQL(kind),
-            relation=relation,
-            grantee=_grantee(grantee),
-        )
-    for grantee, privilege, grantable in wanted - pgcatalog.privileges(cur, pgcatalog.qualified(cur, schema, name)):
+    """Make the privileges on a table or sequence (its owner's aside) exactly `wanted`: revoke
+    what is not wanted (a grant option included), then grant what is missing."""
+    regclass = pgcatalog.qualified(cur, schema, name)
+    parts = {"kind": sql.SQL(kind), "relation": sql.Identifier(schema, name)}
+    for grantee, privilege, _ in pgcatalog.privileges(cur, regclass) - wanted:
+        _run(cur, "revoke", privilege=_privilege(privilege), grantee=_grantee(grantee), **parts)
+    for grantee, privilege, grantable in wanted - pgcatalog.privileges(cur, regclass):
         option = sql.SQL("WITH GRANT OPTION" if grantable else "")
-        _run(
-            cur,
-            "grant",
-            privilege=_privilege(privilege),
-            kind=sql.SQL(kind),
-            relation=relation,
-            grantee=_grantee(grantee),
-            option=option,
-        )
+        _run(cur, "grant", privilege=_privilege(privilege), grantee=_grantee(grantee), option=option, **parts)
 
 
 def _privilege(privilege: str) -> sql.SQL:
