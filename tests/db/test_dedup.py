@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from helpers import one, q
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from league_import import dedup as dedup_module
 from league_import import sql as sql_module
@@ -576,3 +577,35 @@ def test_a_restarted_identity_and_a_long_name_and_a_generated_column(conn):
     batches = one(conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", f'etl_archive."{long_name}"')
     assert batches == 2
     assert q(conn, sql.SQL("SELECT id, twice FROM {}").format(table)) == [(1, 2)]
+
+
+def test_a_subscribed_table_keeps_its_heap(conn, pg_server):
+    """Logical replication names a subscribed table by its oid (pg_subscription_rel, no pg_depend
+    entry): moving it would leave the subscription applying to the archive."""
+    publisher = f"pub_{conn.info.dbname}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(publisher)))
+    conn.autocommit = True
+    try:
+        with psycopg.connect(make_conninfo(pg_server, dbname=publisher), autocommit=True) as source:
+            source.execute(NOTES)
+            source.execute("CREATE PUBLICATION feed FOR TABLE notes")
+        conn.execute(NOTES)
+        where = make_conninfo(host=conn.info.host, port=conn.info.port, user=conn.info.user, dbname=publisher)
+        conn.execute(  # no slot, disabled: the table is subscribed, nothing replicates
+            sql.SQL(
+                "CREATE SUBSCRIPTION feed CONNECTION {} PUBLICATION feed"
+                " WITH (create_slot = false, enabled = false, slot_name = NONE)"
+            ).format(sql.Literal(where))
+        )
+        conn.execute("INSERT INTO notes (topic, body) SELECT 'a', 'same' FROM generate_series(1, 30)")
+        conn.autocommit = False
+        report = deduplicate(conn, NaturalKey("notes", ("topic", "body")), "run-1")
+        assert (report["plan"], report["move_blocked_by"]) == ("truncate_reload", ["subscription"])
+        assert one(conn, "SELECT srrelid::regclass::text FROM pg_subscription_rel") == "notes"
+    finally:
+        conn.rollback()
+        conn.autocommit = True
+        conn.execute("DROP SUBSCRIPTION IF EXISTS feed")
+        with psycopg.connect(pg_server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(publisher)))
