@@ -52,9 +52,6 @@ CREATE TABLE {fresh} (LIKE {table}
     INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED INCLUDING STORAGE
     INCLUDING COMPRESSION INCLUDING COMMENTS);
 
--- name: drop_constraint
-ALTER TABLE {table} DROP CONSTRAINT {name};
-
 -- name: drop_index
 DROP INDEX {index};
 
@@ -87,10 +84,6 @@ SELECT last_value, is_called FROM {sequence};
 -- The new identity sequence goes on from where the old one was (is_called false: that value is
 -- the next one handed out, as after ALTER ... RESTART).
 SELECT setval(%(sequence)s::regclass, %(last_value)s, %(is_called)s);
-
--- name: add_constraint
--- {definition}: the constraint as the catalog stated it (league_import.pgcatalog).
-ALTER TABLE {table} ADD CONSTRAINT {name} {definition};
 
 -- name: create_index
 -- {definition}: the CREATE INDEX statement the catalog gave for the old table, naming it.

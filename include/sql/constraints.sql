@@ -32,5 +32,12 @@ ALTER TABLE {table} ADD CONSTRAINT {name}
 ALTER TABLE {table} ADD CONSTRAINT {name}
     FOREIGN KEY ({column}) REFERENCES {target} ({target_column}) NOT VALID;
 
+-- name: drop_constraint
+ALTER TABLE {table} DROP CONSTRAINT {name};
+
+-- name: add_as_defined
+-- {definition}: the constraint as pg_get_constraintdef() of our own catalog gave it, never input.
+ALTER TABLE {table} ADD CONSTRAINT {name} {definition};
+
 -- name: validate_foreign_key
 ALTER TABLE {table} VALIDATE CONSTRAINT {name};

@@ -11,13 +11,6 @@
 -- A first import: no team at all yet, so no app row can point at one.
 SELECT NOT EXISTS (SELECT 1 FROM public.teams);
 
--- name: drop_foreign_key
-ALTER TABLE {table} DROP CONSTRAINT {name};
-
--- name: add_foreign_key
--- {definition}: the constraint's definition as the catalog gave it (league_import.pgcatalog).
-ALTER TABLE {table} ADD CONSTRAINT {name} {definition};
-
 -- name: settings
 -- For this transaction only: sorts and hashes of a million staged rows in memory, not in
 -- batches on disk; and hash joins, not merge joins. A team key repeats across series (a club

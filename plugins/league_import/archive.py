@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from league_import import pgcatalog
+from league_import.constraints import add_as_defined, drop_constraint
 from league_import.sql import run, statements
 
 ARCHIVE_SCHEMA = "etl_archive"
@@ -146,7 +147,7 @@ def archive_table(cur: psycopg.Cursor, table: str, run_id: str, reason: str) -> 
     suffix = uuid.uuid4().hex[:12]
     source = sql.Identifier("public", table)
     batch_name, fresh_name = _batch_name(table, suffix), _batch_name(table, f"new_{suffix}")
-    identity = {c.sequence: c for c in old.columns if c.identity}
+    identity = [c.sequence for c in old.columns if c.identity]
     sequence_state = {
         name: _run(cur, "sequence_state", sequence=sql.Identifier("public", name)).fetchone() for name in identity
     }
@@ -154,11 +155,11 @@ def archive_table(cur: psycopg.Cursor, table: str, run_id: str, reason: str) -> 
         name: pgcatalog.privileges(cur, pgcatalog.qualified(cur, "public", name)) for name in identity
     }
     _run(cur, "create_like", table=source, fresh=sql.Identifier("public", fresh_name))
-    fresh_sequences = {c.name: c.sequence for c in pgcatalog.table_definition(cur, fresh_name).columns if c.identity}
+    fresh_sequences = {c.name: c.sequence for c in pgcatalog.column_definitions(cur, fresh_name) if c.identity}
 
     # The old table keeps nothing the archive must not have: keys, indexes, defaults, privileges.
     for name, _ in reversed(old.constraints):
-        _run(cur, "drop_constraint", table=source, name=sql.Identifier(name))
+        drop_constraint(cur, table, name)
     for name, _ in old.indexes:
         _run(cur, "drop_index", index=sql.Identifier("public", name))
     for c in old.columns:
@@ -201,7 +202,7 @@ def archive_table(cur: psycopg.Cursor, table: str, run_id: str, reason: str) -> 
     for _, definition in old.indexes:  # first: a foreign key may rest on a unique index
         _run(cur, "create_index", definition=sql.SQL(definition))
     for name, definition in old.constraints:
-        _run(cur, "add_constraint", table=source, name=sql.Identifier(name), definition=sql.SQL(definition))
+        add_as_defined(cur, table, name, definition)
     _set_privileges(cur, "TABLE", "public", table, old.privileges)
     if old.comment is not None:
         _run(cur, "comment_table", table=source, comment=sql.Literal(old.comment))

@@ -70,6 +70,15 @@ def add_unique(cur: psycopg.Cursor, key: NaturalKey) -> None:
     _run(cur, "add_unique", table=_ident("public", key.table), name=_ident(key.name), key=_columns(key.columns))
 
 
+def drop_constraint(cur: psycopg.Cursor, table: str, name: str) -> None:
+    _run(cur, "drop_constraint", table=_ident("public", table), name=_ident(name))
+
+
+def add_as_defined(cur: psycopg.Cursor, table: str, name: str, definition: str) -> None:
+    """Add a constraint back as the catalog stated it (pgcatalog: pg_get_constraintdef())."""
+    _run(cur, "add_as_defined", table=_ident("public", table), name=_ident(name), definition=sql.SQL(definition))
+
+
 def orphans(cur: psycopg.Cursor, ref: Reference) -> tuple[int, list]:
     """(rows pointing at nothing, the first few such references)."""
     return _run(

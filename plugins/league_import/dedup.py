@@ -24,12 +24,12 @@ from league_import.constraints import add_unique, sample_key
 from league_import.errors import CountMismatchError
 from league_import.history import keep_order, repoint_references
 from league_import.pgcatalog import (
+    column_definitions,
     foreign_keys,
     has_unique,
     heap_move_blockers,
     referenced_tables,
     references_to,
-    table_definition,
 )
 from league_import.sql import run, statements
 
@@ -97,7 +97,6 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
                             report["move_blocked_by"] = blockers
                         else:
                             report["plan"] = "move_heap"
-            archived = None
             if report["plan"] == "move_heap":
                 archived = _move_heap(cur, key, params, ref, ref_type, kept, run_id)
                 if archived is None:
@@ -156,7 +155,7 @@ def _move_heap(
 
 def _stored_columns(cur: Cursor, table: str) -> sql.Composable:
     """The columns a reload writes: all but generated ones."""
-    columns = table_definition(cur, table).columns
+    columns = column_definitions(cur, table)
     return sql.SQL(", ").join(sql.Identifier(c.name) for c in columns if not c.generated)
 
 

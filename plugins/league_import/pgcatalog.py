@@ -135,12 +135,18 @@ def privileges(cur: Cursor, relation: str) -> set[tuple[str | None, str, bool]]:
     return {tuple(r) for r in _run(cur, "privileges", {"relation": relation}).fetchall()}
 
 
+def column_definitions(cur: Cursor, table: str) -> list[ColumnDefinition]:
+    """public.<table>'s columns in order, with identity, generated, default, NOT NULL and sequence."""
+    params = {"table": qualified(cur, "public", table)}
+    return [ColumnDefinition(*r) for r in _run(cur, "table_definition_columns", params).fetchall()]
+
+
 def table_definition(cur: Cursor, table: str) -> TableDefinition:
     params = {"table": qualified(cur, "public", table)}
     return TableDefinition(
         constraints=[tuple(r) for r in _run(cur, "table_definition_constraints", params).fetchall()],
         indexes=[tuple(r) for r in _run(cur, "table_definition_indexes", params).fetchall()],
-        columns=[ColumnDefinition(*r) for r in _run(cur, "table_definition_columns", params).fetchall()],
+        columns=column_definitions(cur, table),
         privileges=privileges(cur, params["table"]),
         comment=_run(cur, "table_comment", params).fetchone()[0],
     )

@@ -17,7 +17,7 @@ from psycopg import Rollback, sql
 
 from league_import import renames
 from league_import.archive import archive_rows
-from league_import.constraints import keys_for_dry_run
+from league_import.constraints import add_as_defined, drop_constraint, keys_for_dry_run
 from league_import.errors import CountMismatchError, GuardError, SourceError, TerminalError
 from league_import.history import rekey_teams
 from league_import.pgcatalog import foreign_key_definitions
@@ -135,16 +135,14 @@ def _drop_foreign_keys(cur: psycopg.Cursor) -> list[tuple[str, str, str]]:
         return []
     found = foreign_key_definitions(cur, ["teams", "schedule", "series_stats"])
     for table, name, _ in found:
-        _run(cur, "drop_foreign_key", table=sql.Identifier("public", table), name=sql.Identifier(name))
+        drop_constraint(cur, table, name)
     return found
 
 
 def _add_foreign_keys(cur: psycopg.Cursor, dropped: list[tuple[str, str, str]]) -> None:
     """The keys _drop_foreign_keys took off, as they were; adding one checks every row at once."""
     for table, name, definition in dropped:
-        # The definition comes from pg_get_constraintdef() of our own catalog, never from input.
-        parts = {"table": sql.Identifier("public", table), "name": sql.Identifier(name)}
-        _run(cur, "add_foreign_key", **parts, definition=sql.SQL(definition))
+        add_as_defined(cur, table, name, definition)
 
 
 def _write(cur: psycopg.Cursor, table: str, run_id: str) -> dict[str, dict[int, int]]:
