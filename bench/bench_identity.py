@@ -14,7 +14,6 @@ Run: .venv/bin/python bench/bench_identity.py [--teams 100000] [--repeat 3] [--j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import expect, peak_rss_mib, positive  # noqa: E402
+from common import expect, finish, peak_rss_mib, positive  # noqa: E402
 from synth import TEAMS_PER_LEAGUE, league  # noqa: E402
 
 from league_import.identity import parse_label, parse_team  # noqa: E402
@@ -161,23 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         "value": f"{result['names_s']:.2f} s, {per:.1f} µs per name, {result['names_over_floor']:.1f}x",
         "status": "REPORTED",
     }
-    print(f"{check['status']}  {check['target']}: {check['value']}")
-    elapsed, load_after = time.perf_counter() - started, os.getloadavg()
-    load = f"load average (1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end"
-    print(f"total {elapsed:.0f}s; {load}")
-    if args.json:
-        document = {
-            "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-            "repeat": args.repeat,
-            "result": result,
-            "peak_rss_mib": peak,
-            "target": check,
-            "elapsed_s": elapsed,
-            "load_average": {"start": load_before, "end": load_after},
-            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-    return 0
+    document = {
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "repeat": args.repeat,
+        "result": result,
+        "peak_rss_mib": peak,
+    }
+    return finish(args, check, document, started, load_before)
 
 
 if __name__ == "__main__":

@@ -173,7 +173,24 @@ def run(
     print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
     if not bench.can_checkpoint:
         print("note: no CHECKPOINT privilege, timings may include checkpoints owed to earlier runs")
-    checks = targets(result, peak)
+    machine = {"cores": os.cpu_count(), "python": platform.python_version(), "psycopg": psycopg.__version__}
+    document = {
+        "server": {"version": version, "source": source, "settings": settings},
+        "machine": {**machine, **(versions or {})},
+        "repeat": args.repeat,
+        "results" if isinstance(result, list) else "result": result,
+        **extra_json(bench),
+        "peak_rss_mib": peak,
+        "profile": breakdown,
+    }
+    return finish(args, targets(result, peak), document, started, load_before)
+
+
+def finish(
+    args: argparse.Namespace, checks: dict | list[dict], document: dict, started: float, load_before: tuple
+) -> int:
+    """The end every benchmark shares: a PASS/MISS (or REPORTED) line per target, the total time
+    and load, and the --json file (`document` with the targets, times and load added)."""
     for check in checks if isinstance(checks, list) else [checks]:
         print(f"{check['status']:4}  {check['target']}" + (f": {check['value']}" if "value" in check else ""))
     elapsed, load_after = time.perf_counter() - started, os.getloadavg()
@@ -181,16 +198,9 @@ def run(
         f"total {elapsed:.0f}s; load average (1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end"
     )
     if args.json:
-        machine = {"cores": os.cpu_count(), "python": platform.python_version(), "psycopg": psycopg.__version__}
         document = {
-            "server": {"version": version, "source": source, "settings": settings},
-            "machine": {**machine, **(versions or {})},
-            "repeat": args.repeat,
-            "results" if isinstance(result, list) else "result": result,
-            **extra_json(bench),
-            "peak_rss_mib": peak,
+            **document,
             "targets" if isinstance(checks, list) else "target": checks,
-            "profile": breakdown,
             "elapsed_s": elapsed,
             "load_average": {"start": load_before, "end": load_after},
             "finished_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
