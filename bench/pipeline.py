@@ -61,7 +61,7 @@ def step(conn: psycopg.Connection, task: str, run_id: str, source_dir: str, rati
     """What the operator's run_step calls for `task` (league_import.operators)."""
     from league_import import steps
     from league_import.backup import backup
-    from league_import.catalog import NATURAL_KEYS
+    from league_import.catalog import natural_keys
     from league_import.config import Thresholds
     from league_import.dedup import deduplicate
     from league_import.errors import HealthCheckError
@@ -70,7 +70,7 @@ def step(conn: psycopg.Connection, task: str, run_id: str, source_dir: str, rati
     if task == "validate_constraints":
         return steps.validate(conn, run_id, source_dir=source_dir, leagues=[], dry_run=False, dag_id="league_import")
     if task == "deduplicate":
-        return {"tables": {key.table: deduplicate(conn, key, run_id) for key in NATURAL_KEYS}}
+        return {"tables": {key.table: deduplicate(conn, key, run_id) for key in natural_keys()}}
     if task == "backup":
         return backup(conn, run_id)
     if task == "upsert_teams":

@@ -159,7 +159,7 @@ def night(conn, run_id, source=None, ratio=0.2, dedup=False):
     checks (the DAG itself is tested in tests/dag)."""
     from league_import import stage, steps
     from league_import.backup import backup
-    from league_import.catalog import NATURAL_KEYS
+    from league_import.catalog import natural_keys
     from league_import.dedup import deduplicate
     from league_import.health import record, run_checks
     from league_import.repair import restore_mapping
@@ -170,7 +170,7 @@ def night(conn, run_id, source=None, ratio=0.2, dedup=False):
     report = steps.validate(conn, run_id, source_dir=str(source or FRESH_DEMO), leagues=[], dry_run=False)
     record_step(conn, run_id, "validate_constraints", report)
     if dedup:
-        for key in NATURAL_KEYS:
+        for key in natural_keys():
             deduplicate(conn, key, run_id)
     record_step(conn, run_id, "backup", backup(conn, run_id))
     record_step(conn, run_id, "upsert_teams", steps.upsert(conn, run_id, max_ratio=ratio, dry_run=False))

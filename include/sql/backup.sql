@@ -1,7 +1,7 @@
 -- The backup task (league_import.backup): before teams change, snapshot teams and every
 -- user-owned team reference, keyed by run id, from one REPEATABLE READ snapshot (no table lock:
 -- the app writes on). A retry deletes its own run's rows first.
--- Templates: {table}, {column}, {row_id}, {columns} are composed with psycopg.sql.
+-- Templates: {table}, {column}, {row_id} are composed with psycopg.sql.
 
 -- name: clear_run
 WITH teams AS (DELETE FROM etl.backup_teams WHERE run_id = %(run_id)s),
@@ -9,8 +9,9 @@ WITH teams AS (DELETE FROM etl.backup_teams WHERE run_id = %(run_id)s),
 DELETE FROM etl.backup_refs WHERE run_id = %(run_id)s;
 
 -- name: backup_teams
-INSERT INTO etl.backup_teams (run_id, {columns})
-SELECT %(run_id)s, {columns} FROM public.teams;
+INSERT INTO etl.backup_teams (run_id, id, league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
+SELECT %(run_id)s, t.id, t.league_id, t.club_id, t.series_id, t.team_name, t.team_key, t.sub_team, t.is_active
+FROM {teams} t;
 
 -- name: backup_refs
 INSERT INTO etl.backup_refs (run_id, table_name, column_name, row_id, team_id)

@@ -13,15 +13,15 @@ ORDER BY r.finished_at DESC
 LIMIT 1;
 
 -- name: league_counts
--- Per league, what the ETL-owned tables hold: the league, its active teams, the series and clubs
--- of those teams, its matches and stats rows.
+-- Per league, what the pipeline's rows hold: the league, its active teams, the series and clubs
+-- of those teams, its matches and stats rows (on an app's database, not the app's own rows).
 SELECT l.code, 1,
-       (SELECT count(*) FROM public.teams t WHERE t.league_id = l.id AND t.is_active),
-       (SELECT count(DISTINCT t.series_id) FROM public.teams t WHERE t.league_id = l.id AND t.is_active),
-       (SELECT count(DISTINCT t.club_id) FROM public.teams t WHERE t.league_id = l.id AND t.is_active),
-       (SELECT count(*) FROM public.schedule s WHERE s.league_id = l.id),
-       (SELECT count(*) FROM public.series_stats s WHERE s.league_id = l.id)
-FROM public.leagues l
+       (SELECT count(*) FROM {teams} t WHERE t.league_id = l.id AND t.is_active AND t.owned),
+       (SELECT count(DISTINCT t.series_id) FROM {teams} t WHERE t.league_id = l.id AND t.is_active AND t.owned),
+       (SELECT count(DISTINCT t.club_id) FROM {teams} t WHERE t.league_id = l.id AND t.is_active AND t.owned),
+       (SELECT count(*) FROM {schedule} s WHERE s.league_id = l.id AND s.owned),
+       (SELECT count(*) FROM {series_stats} s WHERE s.league_id = l.id AND s.owned)
+FROM {leagues} l
 WHERE l.code = ANY (%(codes)s);
 
 -- name: backup_counts

@@ -6,15 +6,16 @@
 -- Templates: {table}, {column}, {referencing}, {mapped_key}, {order}, {keep_ref} are composed with psycopg.sql.
 
 -- name: live_teams
--- Every live team with its natural key, for the statements below.
+-- Every live team of the pipeline's with its natural key, for the statements below.
 DROP TABLE IF EXISTS live_teams;
 CREATE TEMP TABLE live_teams ON COMMIT DROP AS
 SELECT t.id AS team_id, l.code AS league_code, s.series_key, s.name AS series_name,
        c.name AS club_name, c.name_key AS club_key, t.team_key, t.sub_team, t.team_name
-FROM public.teams t
-JOIN public.leagues l ON l.id = t.league_id
-JOIN public.series s ON s.id = t.series_id
-JOIN public.clubs c ON c.id = t.club_id;
+FROM {teams} t
+JOIN {leagues} l ON l.id = t.league_id
+JOIN {series} s ON s.id = t.series_id AND s.league_id = t.league_id
+JOIN {clubs} c ON c.id = t.club_id
+WHERE t.owned AND s.series_key IS NOT NULL AND c.name_key IS NOT NULL;
 ANALYZE live_teams;
 
 -- name: current_meanings
@@ -73,33 +74,36 @@ SELECT n.team_id, n.epoch, n.evidence_run,
        n.league_code || '/' || n.series_key || '/' || n.team_key AS new_key
 FROM etl.team_key_map n
 JOIN etl.team_key_map o ON o.team_id = n.team_id AND o.epoch = n.epoch - 1
-WHERE n.epoch > 0 AND n.settled_run IS NULL;
+WHERE n.epoch > 0 AND n.settled_run IS NULL
+ORDER BY n.team_id;
 
 -- name: settle_reuses
 UPDATE etl.team_key_map SET settled_run = %(run_id)s
 WHERE epoch > 0 AND settled_run IS NULL AND team_id = ANY (%(team_ids)s);
 
--- name: merge_pair
+-- name: lock_pair
 -- The two teams of a merge, locked.
+SELECT x.{teams_id} FROM {teams_table} x WHERE x.{teams_id} IN (%(survivor)s, %(merged)s) FOR UPDATE;
+
+-- name: merge_pair
+-- The two teams of a merge (the pipeline's: another team of the target is never merged).
 SELECT t.id, t.is_active, t.team_name, t.team_key, t.club_id, t.series_id, t.league_id, l.code, s.series_key, s.name
-FROM public.teams t
-JOIN public.leagues l ON l.id = t.league_id
-JOIN public.series s ON s.id = t.series_id
-WHERE t.id IN (%(survivor)s, %(merged)s)
-FOR UPDATE OF t;
+FROM {teams} t
+JOIN {leagues} l ON l.id = t.league_id
+JOIN {series} s ON s.id = t.series_id AND s.league_id = t.league_id
+WHERE t.id IN (%(survivor)s, %(merged)s) AND t.owned;
 
 -- name: survivors_take_over
 -- A survivor left inactive takes the name and club of an active merged team (its current
 -- spelling) and is active again; its id and key never change.
-UPDATE public.teams s
-SET is_active = true, team_name = m.team_name, club_id = m.club_id, updated_at = now()
+SELECT s.id, s.league_id, m.team_name, m.club_id, true AS is_active
 FROM (
     SELECT DISTINCT ON (i.keep_id) i.keep_id, x.team_name, x.club_id
-    FROM id_map i JOIN public.teams x ON x.id = i.dup_id
+    FROM id_map i JOIN {teams} x ON x.id = i.dup_id
     WHERE x.is_active
     ORDER BY i.keep_id, x.id DESC
 ) m
-WHERE s.id = m.keep_id AND NOT s.is_active;
+JOIN {teams} s ON s.id = m.keep_id AND NOT s.is_active
 
 -- name: aliases_of_merged
 -- The merged team's spelling now names its survivor.
@@ -107,9 +111,9 @@ INSERT INTO etl.team_aliases AS a
     (league_code, series_key, series_label, spelling, team_key, team_id, source, created_by, run_id)
 SELECT l.code, s.series_key, s.name, x.team_name, x.team_key, i.keep_id, 'merge', %(by)s, %(run_id)s
 FROM id_map i
-JOIN public.teams x ON x.id = i.dup_id
-JOIN public.leagues l ON l.id = x.league_id
-JOIN public.series s ON s.id = x.series_id
+JOIN {teams} x ON x.id = i.dup_id
+JOIN {leagues} l ON l.id = x.league_id
+JOIN {series} s ON s.id = x.series_id AND s.league_id = x.league_id
 ON CONFLICT (league_code, series_key, team_key) DO UPDATE
 SET team_id = EXCLUDED.team_id, source = 'merge', run_id = EXCLUDED.run_id, created_at = now();
 
@@ -124,10 +128,7 @@ FROM id_map i
 WHERE k.team_id = i.dup_id OR k.merged_into = i.dup_id;
 
 -- name: merged_teams
-t.id IN (SELECT dup_id FROM id_map)
-
--- name: remove_merged
-DELETE FROM public.teams WHERE id IN (SELECT dup_id FROM id_map);
+SELECT dup_id FROM id_map
 
 -- name: id_map
 CREATE TEMP TABLE IF NOT EXISTS id_map (dup_id bigint PRIMARY KEY, keep_id bigint NOT NULL) ON COMMIT DROP;
@@ -178,20 +179,23 @@ RETURNING id;
 
 -- name: series_teams
 SELECT t.id, t.team_key
-FROM public.teams t
-JOIN public.leagues l ON l.id = t.league_id
-JOIN public.series s ON s.id = t.series_id
-WHERE l.code = %(league_code)s AND s.series_key = %(series_key)s;
+FROM {teams} t
+JOIN {leagues} l ON l.id = t.league_id
+JOIN {series} s ON s.id = t.series_id AND s.league_id = t.league_id
+WHERE l.code = %(league_code)s AND s.series_key = %(series_key)s AND t.owned;
 
 -- name: list_aliases
 SELECT a.id, a.league_code, a.series_key, a.spelling, a.team_id, t.team_name, a.source, a.created_by, a.created_at
 FROM etl.team_aliases a
-LEFT JOIN public.teams t ON t.id = a.team_id
+LEFT JOIN {teams} t ON t.id = a.team_id
 WHERE %(league_code)s::text IS NULL OR a.league_code = %(league_code)s
 ORDER BY a.league_code, a.series_key, a.spelling;
 
 -- name: remove_alias
 DELETE FROM etl.team_aliases WHERE id = %(id)s RETURNING league_code, series_key, spelling, team_id;
+
+-- name: has_teams
+SELECT EXISTS (SELECT 1 FROM {teams} t WHERE t.owned);
 
 -- name: key_version
 SELECT value FROM etl.settings WHERE name = 'identity_key_version';
@@ -201,12 +205,15 @@ INSERT INTO etl.settings (name, value) VALUES ('identity_key_version', %(version
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
 
 -- name: rekey_inputs
--- What keys are computed from: each club's name, each series' label, each team's spelling.
-SELECT 'club', c.id, 0, c.name, NULL::text FROM public.clubs c
+-- What keys are computed from: each club's name, each series' label, each team's spelling (the
+-- pipeline's rows: an app's other rows hold no key of the pipeline's).
+SELECT 'club', c.id, 0, c.name, NULL::text FROM {clubs} c WHERE c.owned
 UNION ALL
-SELECT 'series', s.id, 0, s.name, NULL FROM public.series s
+SELECT DISTINCT 'series', s.id, 0, s.name, NULL FROM {series} s WHERE s.owned
 UNION ALL
-SELECT 'team', t.id, 0, t.team_name, s.name FROM public.teams t JOIN public.series s ON s.id = t.series_id
+SELECT 'team', t.id, 0, t.team_name, s.name FROM {teams} t
+JOIN {series} s ON s.id = t.series_id AND s.league_id = t.league_id
+WHERE t.owned
 UNION ALL
 SELECT 'key_map', k.team_id, k.epoch, k.team_name, k.series_name FROM etl.team_key_map k
 UNION ALL
@@ -220,75 +227,90 @@ CREATE TEMP TABLE rekeyed (
 -- name: park_team_keys
 -- Every team on a temporary key first: merging series and re-keying then never meet a key that
 -- another team still holds (two teams may even swap keys).
-UPDATE public.teams SET team_key = '#rekey#' || id WHERE left(team_key, 7) <> '#rekey#';
+SELECT t.id, '#rekey#' || t.id AS team_key FROM {teams} t WHERE t.owned AND left(t.team_key, 7) <> '#rekey#'
 
 -- name: merge_clubs
 -- Clubs whose names now give one key: the lowest id stays and its teams move to it.
 CREATE TEMP TABLE club_map ON COMMIT DROP AS
 SELECT dup_id, keep_id FROM (
     SELECT c.id AS dup_id, min(c.id) OVER (PARTITION BY r.new_key) AS keep_id
-    FROM public.clubs c JOIN rekeyed r ON r.kind = 'club' AND r.id = c.id
+    FROM {clubs} c JOIN rekeyed r ON r.kind = 'club' AND r.id = c.id
+    WHERE c.owned
 ) x
 WHERE dup_id <> keep_id;
-UPDATE public.teams t SET club_id = m.keep_id FROM club_map m WHERE t.club_id = m.dup_id;
+
+-- name: club_moves
+-- Teams of a merged club, to its survivor.
+SELECT t.id, m.keep_id AS club_id FROM {teams} t JOIN club_map m ON t.club_id = m.dup_id
 
 -- name: merged_clubs
-t.id IN (SELECT dup_id FROM club_map)
+SELECT dup_id FROM club_map
 
--- name: drop_merged_clubs
-DELETE FROM public.clubs WHERE id IN (SELECT dup_id FROM club_map);
+-- name: parked_clubs
+SELECT c.id, '#rekey#' || c.id AS name_key
+FROM {clubs} c JOIN rekeyed r ON r.kind = 'club' AND r.id = c.id
+WHERE c.owned AND c.name_key IS DISTINCT FROM r.new_key
 
--- name: rekey_clubs
-UPDATE public.clubs c SET name_key = '#rekey#' || c.id
-FROM rekeyed r WHERE r.kind = 'club' AND r.id = c.id AND c.name_key IS DISTINCT FROM r.new_key;
-UPDATE public.clubs c SET name_key = r.new_key
-FROM rekeyed r WHERE r.kind = 'club' AND r.id = c.id AND left(c.name_key, 7) = '#rekey#';
+-- name: rekeyed_clubs
+SELECT c.id, r.new_key AS name_key
+FROM {clubs} c JOIN rekeyed r ON r.kind = 'club' AND r.id = c.id
+WHERE c.owned AND left(c.name_key, 7) = '#rekey#'
 
 -- name: merge_series
 -- Series of one league whose labels now give one key: the lowest id stays; teams, schedule and
 -- stats move to it (a team belongs to one series, so no match or stats row can collide here).
 CREATE TEMP TABLE series_map ON COMMIT DROP AS
-SELECT dup_id, keep_id FROM (
+SELECT DISTINCT dup_id, keep_id FROM (
     SELECT s.id AS dup_id, min(s.id) OVER (PARTITION BY s.league_id, r.new_key) AS keep_id
-    FROM public.series s JOIN rekeyed r ON r.kind = 'series' AND r.id = s.id
+    FROM {series} s JOIN rekeyed r ON r.kind = 'series' AND r.id = s.id
+    WHERE s.owned
 ) x
 WHERE dup_id <> keep_id;
-UPDATE public.teams t SET series_id = m.keep_id FROM series_map m WHERE t.series_id = m.dup_id;
-UPDATE public.schedule t SET series_id = m.keep_id FROM series_map m WHERE t.series_id = m.dup_id;
-UPDATE public.series_stats t SET series_id = m.keep_id FROM series_map m WHERE t.series_id = m.dup_id;
+
+-- name: series_moves_teams
+SELECT t.id, t.league_id, m.keep_id AS series_id FROM {teams} t JOIN series_map m ON t.series_id = m.dup_id
+
+-- name: series_moves_schedule
+SELECT t.id, m.keep_id AS series_id FROM {schedule} t JOIN series_map m ON t.series_id = m.dup_id
+
+-- name: series_moves_series_stats
+SELECT t.id, m.keep_id AS series_id FROM {series_stats} t JOIN series_map m ON t.series_id = m.dup_id
 
 -- name: merged_series
-t.id IN (SELECT dup_id FROM series_map)
+SELECT dup_id FROM series_map
 
--- name: drop_merged_series
-DELETE FROM public.series WHERE id IN (SELECT dup_id FROM series_map);
+-- name: parked_series
+SELECT DISTINCT s.id, s.league_id, '#rekey#' || s.id AS series_key
+FROM {series} s JOIN rekeyed r ON r.kind = 'series' AND r.id = s.id
+WHERE s.owned AND s.series_key IS DISTINCT FROM r.new_key
 
--- name: rekey_series
-UPDATE public.series s SET series_key = '#rekey#' || s.id
-FROM rekeyed r WHERE r.kind = 'series' AND r.id = s.id AND s.series_key IS DISTINCT FROM r.new_key;
-UPDATE public.series s SET series_key = r.new_key
-FROM rekeyed r WHERE r.kind = 'series' AND r.id = s.id AND left(s.series_key, 7) = '#rekey#';
+-- name: rekeyed_series
+SELECT DISTINCT s.id, s.league_id, r.new_key AS series_key
+FROM {series} s JOIN rekeyed r ON r.kind = 'series' AND r.id = s.id
+WHERE s.owned AND left(s.series_key, 7) = '#rekey#'
 
 -- name: team_collisions
 -- Teams that will share (league, series, key) under the new rules: the older id survives (the
 -- one user data was made against); each other one is merged into it.
 WITH series_keys AS (
-    SELECT s.id, r.new_key FROM public.series s JOIN rekeyed r ON r.kind = 'series' AND r.id = s.id
+    SELECT DISTINCT s.id, r.new_key FROM {series} s JOIN rekeyed r ON r.kind = 'series' AND r.id = s.id
 )
 SELECT merged, survivor FROM (
     SELECT t.id AS merged,
-           first_value(t.id) OVER (PARTITION BY t.league_id, sk.new_key, r.new_key ORDER BY t.created_at, t.id)
+           first_value(t.id) OVER (PARTITION BY t.league_id, sk.new_key, r.new_key ORDER BY t.inserted_at, t.id)
                AS survivor
-    FROM public.teams t
+    FROM {teams} t
     JOIN rekeyed r ON r.kind = 'team' AND r.id = t.id
     JOIN series_keys sk ON sk.id = t.series_id
+    WHERE t.owned
 ) x
 WHERE merged <> survivor
 ORDER BY survivor, merged;
 
 -- name: rekey_teams
-UPDATE public.teams t SET team_key = r.new_key, sub_team = r.sub_team
-FROM rekeyed r WHERE r.kind = 'team' AND r.id = t.id;
+SELECT t.id, t.league_id, r.new_key AS team_key, r.sub_team
+FROM {teams} t JOIN rekeyed r ON r.kind = 'team' AND r.id = t.id
+WHERE t.owned
 
 -- name: rekey_key_map
 UPDATE etl.team_key_map k

@@ -224,3 +224,34 @@ JOIN pg_class c ON c.oid = k.confrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE k.conrelid = %(table)s::regclass AND k.contype = 'f' AND k.confrelid <> k.conrelid
 ORDER BY 1, 2;
+
+-- name: column_facts
+-- One table's columns in order: name, type as declared, NOT NULL, and whether a value comes
+-- without being given (a default, an identity, a generated expression).
+SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''
+FROM pg_attribute a
+WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum;
+
+-- name: table_constraints
+-- A table's keys, exclusions and checks: name, kind (p, u, x, c), columns in key order, and the
+-- definition as the catalog states it.
+SELECT k.conname::text, k.contype::text,
+       coalesce((SELECT array_agg(a.attname::text ORDER BY u.n)
+                 FROM unnest(k.conkey) WITH ORDINALITY u(attnum, n)
+                 JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum), '{{}}'),
+       pg_get_constraintdef(k.oid)
+FROM pg_constraint k
+WHERE k.conrelid = %(table)s::regclass AND k.contype IN ('p', 'u', 'x', 'c')
+ORDER BY k.conname;
+
+-- name: triggers
+-- The triggers a table's owner made (not those behind foreign keys), and whether each is enabled.
+SELECT t.tgname::text, t.tgenabled <> 'D'
+FROM pg_trigger t
+WHERE t.tgrelid = %(table)s::regclass AND NOT t.tgisinternal
+ORDER BY 1;
+
+-- name: schema_exists
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s);

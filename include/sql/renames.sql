@@ -5,15 +5,15 @@
 -- Per league and series: teams created tonight, and teams that left tonight.
 SELECT 'created' AS side, r.team_id, r.league_code, r.series_key, c.name AS club, r.team_name, r.sub_team
 FROM resolved_teams r
-JOIN public.clubs c ON c.id = r.club_id
+JOIN {clubs} c ON c.id = r.club_id
 WHERE r.created
 UNION ALL
 SELECT 'left', t.id, l.code, s.series_key, c.name, t.team_name, t.sub_team
 FROM deactivated d
-JOIN public.teams t ON t.id = d.id
-JOIN public.leagues l ON l.id = t.league_id
-JOIN public.series s ON s.id = t.series_id
-JOIN public.clubs c ON c.id = t.club_id;
+JOIN {teams} t ON t.id = d.id
+JOIN {leagues} l ON l.id = t.league_id
+JOIN {series} s ON s.id = t.series_id AND s.league_id = t.league_id
+JOIN {clubs} c ON c.id = t.club_id;
 
 -- name: split_candidates
 -- Tonight's teams named in only one of their league's two files: one team spelled two ways
@@ -21,7 +21,7 @@ JOIN public.clubs c ON c.id = t.club_id;
 SELECT CASE WHEN r.in_stats THEN 'stats' ELSE 'schedule' END, r.team_id, r.league_code, r.series_key,
        c.name, r.team_name, r.sub_team
 FROM resolved_teams r
-JOIN public.clubs c ON c.id = r.club_id
+JOIN {clubs} c ON c.id = r.club_id
 WHERE r.in_stats <> r.in_schedule
   AND r.league_code IN (SELECT league_code FROM etl.source_files WHERE run_id = %(run_id)s
                         GROUP BY league_code HAVING count(*) = 2);
@@ -48,5 +48,5 @@ ORDER BY id;
 -- A pending pair whose teams no longer both exist (merged by another path) is not asked again.
 UPDATE etl.rename_suspects r SET status = 'gone', decided_at = now(), decided_by = 'league_import'
 WHERE r.status = 'pending'
-  AND (NOT EXISTS (SELECT 1 FROM public.teams t WHERE t.id = r.old_team_id)
-       OR NOT EXISTS (SELECT 1 FROM public.teams t WHERE t.id = r.new_team_id));
+  AND (NOT EXISTS (SELECT 1 FROM {teams} t WHERE t.id = r.old_team_id AND t.owned)
+       OR NOT EXISTS (SELECT 1 FROM {teams} t WHERE t.id = r.new_team_id AND t.owned));

@@ -16,7 +16,8 @@
 -- short transaction (league_import.repair).
 -- Templates: {table}, {column}, {row_id}, {quarantine_id}, {row_pk}, {author}, {text}, {league},
 -- {match}, {mapped_key}, {order}, {predicate}, {group}, {columns}, {values}, {pos}, {scope},
--- {batch}, {same_key}, {same_key_equal}, {key_has_null}, {written} are composed with psycopg.sql.
+-- {batch}, {same_key}, {same_key_equal}, {key_has_null}, {written}, {unowned} (not a row the pipeline
+-- wrote itself, for its own tables on an app's database) are composed with psycopg.sql.
 
 -- name: settings
 -- For this transaction: the sorts of a hundred thousand orphans in memory, not on disk; and no
@@ -71,12 +72,12 @@ CREATE TEMP TABLE repair_id_map (old_team_id bigint PRIMARY KEY, new_team_id big
 INSERT INTO repair_id_map
 SELECT k.team_id, coalesce(k.merged_into, t.id)
 FROM etl.team_key_map k
-LEFT JOIN public.leagues l ON l.code = k.league_code
-LEFT JOIN public.series s ON s.league_id = l.id AND s.series_key = k.series_key
-LEFT JOIN public.teams t ON t.league_id = l.id AND t.series_id = s.id AND t.team_key = k.team_key
+LEFT JOIN {leagues} l ON l.code = k.league_code
+LEFT JOIN {series} s ON s.league_id = l.id AND s.series_key = k.series_key AND s.owned
+LEFT JOIN {teams} t ON t.league_id = l.id AND t.series_id = s.id AND t.team_key = k.team_key AND t.owned
 WHERE k.epoch = (SELECT max(m.epoch) FROM etl.team_key_map m WHERE m.team_id = k.team_id)
-  AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = k.team_id)
-  AND (k.merged_into IS NOT NULL AND EXISTS (SELECT 1 FROM public.teams x WHERE x.id = k.merged_into)
+  AND NOT EXISTS (SELECT 1 FROM {teams_table} x WHERE x.{teams_id} = k.team_id)
+  AND (k.merged_into IS NOT NULL AND EXISTS (SELECT 1 FROM {teams_table} x WHERE x.{teams_id} = k.merged_into)
        OR t.id IS NOT NULL AND t.id <> k.team_id);
 ANALYZE repair_id_map;
 
@@ -89,8 +90,8 @@ SELECT %(table_name)s, %(column_name)s, t.ctid, {row_pk}, {row_id}, {quarantine_
        {author}, {league}, {text}, {group}, d.new_team_id, CASE WHEN d.new_team_id IS NOT NULL THEN 'key_map' END
 FROM {table} t
 LEFT JOIN repair_id_map d ON d.old_team_id = t.{column}
-WHERE t.{column} IS NOT NULL AND {scope}
-  AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = t.{column});
+WHERE t.{column} IS NOT NULL AND {scope} AND {unowned}
+  AND NOT EXISTS (SELECT 1 FROM {teams_table} x WHERE x.{teams_id} = t.{column});
 
 -- name: bulk_scan
 -- One read of a column for the bulk strategy: its rows on ids no team has, counted per id with
@@ -101,8 +102,8 @@ WHERE t.{column} IS NOT NULL AND {scope}
 WITH found AS MATERIALIZED (
     SELECT t.{column} AS old_team_id, t.{pos} AS pos
     FROM {table} t
-    WHERE t.{column} IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = t.{column})
+    WHERE t.{column} IS NOT NULL AND {unowned}
+      AND NOT EXISTS (SELECT 1 FROM {teams_table} x WHERE x.{teams_id} = t.{column})
 ), moving AS (
     SELECT f.pos, row_number() OVER (ORDER BY f.pos) AS rn, count(*) OVER () AS total
     FROM found f JOIN repair_id_map d ON d.old_team_id = f.old_team_id
@@ -120,8 +121,8 @@ SELECT NULL, NULL, NULL, pos::bigint FROM moving WHERE rn %% %(size)s = 0 AND rn
 WITH found AS MATERIALIZED (
     SELECT t.{column} AS old_team_id, count(*)::bigint AS rows
     FROM {table} t
-    WHERE t.{column} IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM public.teams x WHERE x.id = t.{column})
+    WHERE t.{column} IS NOT NULL AND {unowned}
+      AND NOT EXISTS (SELECT 1 FROM {teams_table} x WHERE x.{teams_id} = t.{column})
     GROUP BY t.{column}
 )
 SELECT f.old_team_id, d.new_team_id, f.rows
@@ -145,7 +146,7 @@ INSERT INTO repair_orphans (table_name, column_name, row_ref, row_pk, row_id, qu
 SELECT %(table_name)s, %(column_name)s, t.ctid, {row_pk}, {row_id}, {quarantine_id}, t.{column},
        true, CASE WHEN b.row_id IS NOT NULL THEN u.prev_epoch END, {author}, {league}, {text}, {group}
 FROM {table} t
-JOIN reuse_targets u ON u.team_id = t.{column}
+JOIN reuse_targets u ON u.team_id = t.{column} AND {unowned}
 LEFT JOIN etl.backup_refs b
        ON b.run_id = u.evidence_run AND b.table_name = %(table_name)s AND b.column_name = %(column_name)s
       AND b.row_id = {row_id} AND b.team_id = t.{column}
@@ -169,14 +170,14 @@ SELECT count(*) FROM repair_orphans WHERE strategy IS NULL;
 UPDATE repair_orphans o
 SET new_team_id = coalesce(k.merged_into, t.id), strategy = 'key_map'
 FROM etl.team_key_map k
-LEFT JOIN public.leagues l ON l.code = k.league_code
-LEFT JOIN public.series s ON s.league_id = l.id AND s.series_key = k.series_key
-LEFT JOIN public.teams t ON t.league_id = l.id AND t.series_id = s.id AND t.team_key = k.team_key
+LEFT JOIN {leagues} l ON l.code = k.league_code
+LEFT JOIN {series} s ON s.league_id = l.id AND s.series_key = k.series_key AND s.owned
+LEFT JOIN {teams} t ON t.league_id = l.id AND t.series_id = s.id AND t.team_key = k.team_key AND t.owned
 WHERE o.strategy IS NULL
   AND k.team_id = o.old_team_id
   AND k.epoch = CASE WHEN o.reused THEN o.old_epoch
                      ELSE (SELECT max(m.epoch) FROM etl.team_key_map m WHERE m.team_id = o.old_team_id) END
-  AND (k.merged_into IS NOT NULL AND EXISTS (SELECT 1 FROM public.teams x WHERE x.id = k.merged_into)
+  AND (k.merged_into IS NOT NULL AND EXISTS (SELECT 1 FROM {teams_table} x WHERE x.{teams_id} = k.merged_into)
        OR t.id IS NOT NULL AND t.id <> o.old_team_id);
 
 -- name: restore_known_teams
@@ -185,40 +186,46 @@ WHERE o.strategy IS NULL
 -- same team then resolve through the key map to it.
 CREATE TEMP TABLE repair_restore ON COMMIT DROP AS
 SELECT DISTINCT ON (k.league_code, k.series_key, k.team_key)
-       k.*, EXISTS (SELECT 1 FROM public.teams x WHERE x.id = k.team_id) AS id_taken
+       k.*, EXISTS (SELECT 1 FROM {teams_table} x WHERE x.{teams_id} = k.team_id) AS id_taken
 FROM repair_orphans o
 JOIN etl.team_key_map k ON k.team_id = o.old_team_id
  AND k.epoch = CASE WHEN o.reused THEN o.old_epoch
                     ELSE (SELECT max(m.epoch) FROM etl.team_key_map m WHERE m.team_id = o.old_team_id) END
 WHERE o.strategy IS NULL AND k.merged_into IS NULL
 ORDER BY k.league_code, k.series_key, k.team_key, id_taken, k.team_id;
-INSERT INTO public.leagues (code)
-SELECT DISTINCT league_code FROM repair_restore r
-WHERE NOT EXISTS (SELECT 1 FROM public.leagues l WHERE l.code = r.league_code);
-INSERT INTO public.clubs (name, name_key)
-SELECT min(club_name), club_key FROM repair_restore r
-WHERE NOT EXISTS (SELECT 1 FROM public.clubs c WHERE c.name_key = r.club_key)
-GROUP BY club_key;
-INSERT INTO public.series (league_id, name, series_key)
-SELECT l.id, min(r.series_name), r.series_key
-FROM repair_restore r JOIN public.leagues l ON l.code = r.league_code
-WHERE NOT EXISTS (SELECT 1 FROM public.series s WHERE s.league_id = l.id AND s.series_key = r.series_key)
-GROUP BY l.id, r.series_key;
-INSERT INTO public.teams (id, league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
-OVERRIDING SYSTEM VALUE
-SELECT r.team_id, l.id, c.id, s.id, r.team_name, r.team_key, r.sub_team, false
+
+-- name: restore_leagues
+SELECT {next_id} AS id, x.code
+FROM (SELECT DISTINCT league_code AS code FROM repair_restore r
+      WHERE NOT EXISTS (SELECT 1 FROM {leagues} l WHERE l.code = r.league_code) ORDER BY 1) x
+
+-- name: restore_clubs
+SELECT {next_id} AS id, x.name, x.name_key
+FROM (SELECT min(club_name) AS name, club_key AS name_key FROM repair_restore r
+      WHERE NOT EXISTS (SELECT 1 FROM {clubs} c WHERE c.name_key = r.club_key AND c.owned)
+      GROUP BY club_key ORDER BY club_key) x
+
+-- name: restore_series
+SELECT {next_id} AS id, x.league_id, x.league, x.name, x.series_key
+FROM (SELECT l.id AS league_id, l.code AS league, min(r.series_name) AS name, r.series_key
+      FROM repair_restore r JOIN {leagues} l ON l.code = r.league_code
+      WHERE NOT EXISTS (SELECT 1 FROM {series} s
+                        WHERE s.league_id = l.id AND s.series_key = r.series_key AND s.owned)
+      GROUP BY l.id, l.code, r.series_key ORDER BY 1, 4) x
+
+-- name: restore_teams
+-- Under the id the key map knows when it is free, else a new one.
+SELECT CASE WHEN r.id_taken THEN {next_id} ELSE r.team_id END AS id, l.id AS league_id, c.id AS club_id,
+       s.id AS series_id, r.team_name, false AS is_active, r.team_key, r.sub_team, r.league_code AS league,
+       r.series_name AS series, r.club_name AS club
 FROM repair_restore r
-JOIN public.leagues l ON l.code = r.league_code
-JOIN public.clubs c ON c.name_key = r.club_key
-JOIN public.series s ON s.league_id = l.id AND s.series_key = r.series_key
-WHERE NOT r.id_taken;
-INSERT INTO public.teams (league_id, club_id, series_id, team_name, team_key, sub_team, is_active)
-SELECT l.id, c.id, s.id, r.team_name, r.team_key, r.sub_team, false
-FROM repair_restore r
-JOIN public.leagues l ON l.code = r.league_code
-JOIN public.clubs c ON c.name_key = r.club_key
-JOIN public.series s ON s.league_id = l.id AND s.series_key = r.series_key
-WHERE r.id_taken;
+JOIN {leagues} l ON l.code = r.league_code
+JOIN (SELECT DISTINCT ON (name_key) id, name_key FROM {clubs} WHERE owned ORDER BY name_key, id) c
+  ON c.name_key = r.club_key
+JOIN {series} s ON s.league_id = l.id AND s.series_key = r.series_key AND s.owned
+ORDER BY r.id_taken, r.team_id
+
+-- name: restored_decisions
 UPDATE repair_orphans o
 SET new_team_id = o.old_team_id, strategy = 'restored_team'
 FROM repair_restore r
@@ -227,7 +234,7 @@ WHERE r.team_id = o.old_team_id AND NOT r.id_taken AND NOT o.reused AND o.strate
 -- name: advance_team_ids
 -- A restored id was issued before; keep the identity sequence (%(seq)s) past it all the same.
 SELECT setval(%(seq)s::regclass, top)
-FROM (SELECT max(id) AS top FROM public.teams) x
+FROM (SELECT max(x.{teams_id}) AS top FROM {teams_table} x) x
 WHERE top > coalesce(pg_sequence_last_value(%(seq)s::regclass), 0);
 
 -- name: mention_inputs
@@ -235,7 +242,7 @@ WHERE top > coalesce(pg_sequence_last_value(%(seq)s::regclass), 0);
 SELECT n, body, league_id FROM repair_orphans WHERE strategy IS NULL AND body IS NOT NULL;
 
 -- name: series_names
-SELECT s.league_id, s.series_key, s.name FROM public.series s;
+SELECT s.league_id, s.series_key, s.name FROM {series} s WHERE s.owned;
 
 -- name: create_mentions
 CREATE TEMP TABLE repair_mentions (n bigint, series_key text) ON COMMIT DROP;
@@ -247,10 +254,9 @@ CREATE TEMP TABLE repair_mentions (n bigint, series_key text) ON COMMIT DROP;
 DROP TABLE IF EXISTS author_memberships;
 CREATE TEMP TABLE author_memberships ON COMMIT DROP AS
 SELECT DISTINCT m.user_id, coalesce(o.new_team_id, d.new_team_id, m.team_id) AS team_id
-FROM public.team_memberships m
+FROM {memberships} m
 LEFT JOIN repair_orphans o
-       ON o.table_name = 'team_memberships' AND o.column_name = 'team_id'
-      AND o.row_pk = m.user_id AND o.old_team_id = m.team_id
+       ON o.table_name = {memberships_table} AND o.column_name = {memberships_column} AND o.row_ref = m.ref
 -- an orphaned membership the bulk strategy moves (not in repair_orphans): on its id's team
 LEFT JOIN repair_id_map d ON d.old_team_id = m.team_id AND o.n IS NULL
 WHERE o.n IS NULL OR o.strategy IN ('key_map', 'restored_team');
@@ -261,14 +267,14 @@ ANALYZE author_memberships;
 WITH author_clubs AS (
     SELECT DISTINCT m.user_id, t.club_id, t.league_id
     FROM author_memberships m
-    JOIN public.teams t ON t.id = m.team_id
+    JOIN {teams} t ON t.id = m.team_id
 ), candidates AS (
     SELECT o.n, count(DISTINCT t.id) AS k, min(t.id) AS team_id,
            jsonb_agg(DISTINCT t.id) AS seen
     FROM repair_orphans o
     JOIN repair_mentions r ON r.n = o.n
-    JOIN public.series s ON s.series_key = r.series_key
-    JOIN public.teams t ON t.series_id = s.id AND t.is_active
+    JOIN {series} s ON s.series_key = r.series_key AND s.owned
+    JOIN {teams} t ON t.series_id = s.id AND t.league_id = s.league_id AND t.is_active AND t.owned
     JOIN author_clubs a ON a.user_id = o.author_id AND a.club_id = t.club_id AND a.league_id = t.league_id
     WHERE o.strategy IS NULL AND (o.league_id IS NULL OR t.league_id = o.league_id)
     GROUP BY o.n
@@ -293,7 +299,7 @@ WITH author_teams AS (
     SELECT o.n, count(DISTINCT t.id) AS k, min(t.id) AS team_id, jsonb_agg(DISTINCT t.id) AS seen
     FROM repair_orphans o
     JOIN author_memberships m ON m.user_id = o.author_id
-    JOIN public.teams t ON t.id = m.team_id AND t.is_active
+    JOIN {teams} t ON t.id = m.team_id AND t.is_active AND t.owned
     WHERE o.strategy IS NULL AND (o.league_id IS NULL OR t.league_id = o.league_id)
     GROUP BY o.n
 )
@@ -314,7 +320,7 @@ SET strategy = 'quarantine',
         WHEN author_id IS NULL THEN 'old team id unknown to the key map, and the row has no author to decide by'
         ELSE 'old team id unknown to the key map, and the author belongs to no active team'
     END),
-    candidates = coalesce(candidates, '{}'::jsonb)
+    candidates = coalesce(candidates, '{{}}'::jsonb)
 WHERE strategy IS NULL;
 
 -- name: no_op_decisions
@@ -515,7 +521,7 @@ SET LOCAL enable_mergejoin = off;
 -- and is left alone.
 UPDATE {table} t SET {column} = d.new_team_id
 FROM repair_id_map d
-WHERE d.old_team_id = t.{column} AND {batch}
+WHERE d.old_team_id = t.{column} AND {batch} AND {unowned}
 RETURNING {row_id} AS row_id, d.old_team_id, d.new_team_id, 'key_map'::text AS strategy
 
 -- name: collect_bulk_batch
@@ -528,7 +534,7 @@ WITH found AS (
     SELECT %(table_name)s, %(column_name)s, t.ctid, {row_pk}, {row_id}, {quarantine_id}, t.{column},
            {author}, {league}, {text}, {group}, d.new_team_id, 'key_map'
     FROM {table} t JOIN repair_id_map d ON d.old_team_id = t.{column}
-    WHERE {batch}
+    WHERE {batch} AND {unowned}
     RETURNING n, row_ref, new_team_id
 ), moves AS (
     INSERT INTO row_moves (n, row_ref, new_team_id) SELECT n, row_ref, new_team_id FROM found

@@ -35,21 +35,22 @@ ORDER BY epoch DESC LIMIT 1;
 
 -- name: teams_named
 -- Display names of teams: "name (league, series S, id N)".
-SELECT t.id, t.team_name || ' (' || l.code || ', series ' || s.series_key || ', id ' || t.id || ')', t.is_active
-FROM public.teams t
-JOIN public.leagues l ON l.id = t.league_id
-JOIN public.series s ON s.id = t.series_id
+SELECT t.id, t.team_name || ' (' || l.code || ', series ' || coalesce(s.series_key, s.name) || ', id ' || t.id || ')',
+       t.is_active
+FROM {teams} t
+JOIN {leagues} l ON l.id = t.league_id
+JOIN {series} s ON s.id = t.series_id AND s.league_id = t.league_id
 WHERE t.id = ANY (%(ids)s)
 ORDER BY t.id;
 
 -- name: member_teams
 -- The active teams a user belongs to.
-SELECT t.id FROM public.team_memberships m JOIN public.teams t ON t.id = m.team_id
+SELECT DISTINCT t.id FROM {memberships} m JOIN {teams} t ON t.id = m.team_id
 WHERE m.user_id = %(user_id)s AND t.is_active
 ORDER BY t.id;
 
 -- name: team_exists
-SELECT EXISTS (SELECT 1 FROM public.teams WHERE id = %(team_id)s);
+SELECT EXISTS (SELECT 1 FROM {teams_table} x WHERE x.{teams_id} = %(team_id)s);
 
 -- name: reattach
 UPDATE {table} t SET {column} = %(team_id)s

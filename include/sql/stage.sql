@@ -4,7 +4,7 @@
 
 -- name: register
 INSERT INTO etl.stages (run_id, suffix) VALUES (%(run_id)s, %(suffix)s)
-ON CONFLICT (run_id) DO UPDATE SET leagues = '{}', created_at = now();
+ON CONFLICT (run_id) DO UPDATE SET leagues = '{{}}', created_at = now();
 
 -- name: create_partitions
 CREATE UNLOGGED TABLE IF NOT EXISTS {teams} PARTITION OF etl.stage_teams FOR VALUES IN ({run_id});

@@ -13,12 +13,11 @@ from functools import partial
 
 from psycopg import Connection, IsolationLevel, Rollback, sql
 
-from league_import.archive import live_columns
-from league_import.catalog import USER_TABLES
 from league_import.errors import CountMismatchError
 from league_import.history import refresh_key_map
-from league_import.references import row_id, team_columns
+from league_import.references import row_id, team_columns, user_tables
 from league_import.sql import run
+from league_import.target import current
 
 _run = partial(run, "backup")
 
@@ -31,13 +30,13 @@ def backup(conn: Connection, run_id: str, *, dry_run: bool = False) -> dict:
     try:
         with conn.transaction() as tx, conn.cursor() as cur:
             columns = team_columns(cur)
-            tables = list(dict.fromkeys(["teams", *USER_TABLES, *(c.table for c in columns)]))
+            teams = current().table_name("teams")
+            tables = list(dict.fromkeys([teams, *user_tables(cur), *(c.table for c in columns)]))
             _run(cur, "clear_run", args)
             key_map = refresh_key_map(cur, run_id)
 
             counts = {t: _run(cur, "count_rows", table=sql.Identifier("public", t)).fetchone()[0] for t in tables}
-            team_cols = sql.SQL(", ").join(sql.Identifier(name) for name, _ in live_columns(cur, "teams"))
-            copied = {"teams": _run(cur, "backup_teams", args, columns=team_cols).rowcount}
+            copied = {teams: _run(cur, "backup_teams", args).rowcount}
             for col in columns:
                 params = {**args, "table_name": col.table, "column_name": col.column}
                 copied[f"{col.table}.{col.column}"] = _run(

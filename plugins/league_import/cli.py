@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 
@@ -20,6 +21,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 quarantine_app = typer.Typer(no_args_is_help=True, help="Rows waiting in quarantine.")
 alias_app = typer.Typer(no_args_is_help=True, help="Spellings tied to a team id (etl.team_aliases).")
 review_app = typer.Typer(no_args_is_help=True, help="Open questions: quarantined rows and suspected renames.")
+target_app = typer.Typer(
+    no_args_is_help=True,
+    help="The target database (LEAGUE_IMPORT_TARGET: a mapping file; README, Targets): what the pipeline "
+    "would change, and making it.",
+)
+app.add_typer(target_app, name="target")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(alias_app, name="alias")
 app.add_typer(review_app, name="review")
@@ -58,6 +65,15 @@ def demo() -> None:
     from league_import.demo import run_demo
 
     raise typer.Exit(run_demo())
+
+
+@app.command("demo-app")
+def demo_app() -> None:
+    """The same story on the league app's own database: its schema filled by its old importer,
+    `target check`, `target apply`, a night that adopts it, the old system's churn, the repair."""
+    from league_import.app_demo import run_app_demo
+
+    raise typer.Exit(run_app_demo())
 
 
 @app.command()
@@ -127,6 +143,94 @@ def unlock(yes: bool = typer.Option(False, "--yes", help="free it without asking
             raise typer.Exit(1)
         free_lease(conn, held.run_id, f"league-import unlock by {_by()}")
         typer.echo(f"freed: run {held.run_id} marked failed")
+
+
+@target_app.command("check")
+def target_check(
+    source_dir: str = typer.Option(
+        None, help="league folders to check the target against (default: LEAGUE_IMPORT_SOURCE_DIR; none: no data)"
+    ),
+    leagues: Annotated[list[str] | None, typer.Option("--league", help="only these leagues (repeat)")] = None,
+    as_json: bool = typer.Option(False, "--json", help="as JSON"),
+) -> None:
+    """Read-only: what the pipeline would add to the target, every conflict between the target and
+    the files (with the mapping's resolution), and what adoption will match. Exits 1 while a
+    conflict is unresolved or the mapping does not fit the database."""
+    from league_import import config, target
+    from league_import.errors import LeagueImportError
+    from league_import.sources import read_leagues
+    from league_import.targetplan import describe, make_plan
+
+    chosen = target.configured()
+    folder = source_dir or os.environ.get(config.SOURCE_DIR_ENV)
+    with _connection() as conn:
+        try:
+            read = read_leagues(folder, leagues or []) if folder else None
+        except LeagueImportError as exc:
+            typer.echo(f"the files cannot be read: {exc}", err=True)
+            raise typer.Exit(1) from None
+        plan = make_plan(conn, chosen, read)
+    if folder is None:
+        plan.notes.append(
+            f"no league folders given (--source-dir, or {config.SOURCE_DIR_ENV}): the files were not checked"
+        )
+    if as_json:
+        out = {
+            "target": str(chosen.path),
+            "problems": plan.problems,
+            "changes": plan.pending(),
+            "conflicts": plan.conflicts,
+            "resolved": plan.resolved,
+            "adoption": plan.adoption,
+            "notes": plan.notes,
+        }
+        typer.echo(json.dumps(out, indent=2, default=str))
+    else:
+        typer.echo(describe(plan))
+    raise typer.Exit(0 if plan.ok else 1)
+
+
+@target_app.command("apply")
+def target_apply() -> None:
+    """Make the changes `target check` prints, in one transaction, recorded in etl.target_changes.
+    No prompt: read `target check` first. Run twice, it changes nothing."""
+    from league_import import target
+    from league_import.targetplan import apply
+
+    chosen = target.configured()
+    with _connection(lock=True) as conn:
+        done = apply(conn, chosen, by=_by())
+    if not done:
+        typer.echo("nothing to change: every change is applied")
+        return
+    typer.echo(f"applied to the target ({chosen.path}), recorded in etl.target_changes:")
+    for what in done:
+        typer.echo(f"- {what}")
+
+
+@contextmanager
+def _connection(*, lock: bool = False):
+    """A connection to the target before the pipeline's schema may exist there (target commands);
+    with `lock`, the task lock and no live run, where the pipeline's schema exists already."""
+    from league_import import pgcatalog
+    from league_import.db import connect
+    from league_import.embedded import target_uri
+    from league_import.errors import LeagueImportError
+    from league_import.runs import check_lease, lock_task
+
+    try:
+        with connect(target_uri()) as conn:
+            if lock:
+                with conn.transaction(), conn.cursor() as cur:
+                    exists = pgcatalog.table_exists(cur, "run_lock", "etl")
+                if exists:
+                    check_lease(conn, "league-import target apply")
+                    lock_task(conn, wait=True)
+                    check_lease(conn, "league-import target apply")
+            yield conn
+    except LeagueImportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @quarantine_app.command("list")

@@ -17,7 +17,7 @@ from functools import partial
 import psycopg
 from psycopg import sql
 
-from league_import.catalog import NATURAL_KEYS, REFERENCES, NaturalKey, Reference, is_personal
+from league_import.catalog import NaturalKey, Reference, is_personal, natural_keys, references
 from league_import.errors import ConstraintError, is_transient
 from league_import.pgcatalog import foreign_keys, table_columns, unique_keys
 from league_import.sql import run
@@ -115,14 +115,21 @@ def _attempt(conn: psycopg.Connection, finding: Finding, action) -> None:
 
 
 def check_constraints(conn: psycopg.Connection, *, apply: bool = True) -> list[Finding]:
-    """Report every declared constraint; add the safe ones unless `apply` is false (dry run)."""
+    """Report every declared constraint; add the safe ones unless `apply` is false (dry run).
+
+    On an app's database nothing is added here: the keys the mapping declares are added by
+    `league-import target apply` (league_import.targetplan), which validate_constraints checks
+    first; a run on a database without them never gets this far."""
+    from league_import.target import current
+
+    apply = apply and current().owns_tables
     findings: list[Finding] = []
     with conn.transaction() as tx, conn.cursor() as cur:
         uniques = unique_keys(cur)
         fks = foreign_keys(cur)
         columns = table_columns(cur)
 
-        for key in NATURAL_KEYS:
+        for key in natural_keys():
             finding = Finding(key.name, key.table, "unique", "present")
             findings.append(finding)
             missing = [c for c in key.columns if c not in columns.get(key.table, ())]
@@ -140,7 +147,7 @@ def check_constraints(conn: psycopg.Connection, *, apply: bool = True) -> list[F
             finding.state = "added"
             _attempt(conn, finding, lambda k=key: add_unique(cur, k))
 
-        for ref in REFERENCES:
+        for ref in references():
             findings.append(_check_reference(conn, cur, ref, fks.get((ref.table, ref.column)), columns))
 
         fatal = [f for f in findings if f.fatal]
@@ -192,8 +199,21 @@ def _check_reference(conn, cur, ref: Reference, existing, columns) -> Finding:
 def keys_for_dry_run(conn: psycopg.Connection) -> None:
     """On a dry run validate_constraints added nothing, but the later steps plan by the keys it
     would have added (unique indexes, foreign keys): add the safe ones inside the caller's
-    transaction, which the dry run rolls back, so a dry run takes the plans a real run takes."""
-    check_constraints(conn)
+    transaction, which the dry run rolls back, so a dry run takes the plans a real run takes.
+    (On an app's database the tasks add none.)"""
+    from league_import.target import current
+
+    if current().owns_tables:
+        check_constraints(conn)
+
+
+def add_reference(conn: psycopg.Connection, cur: psycopg.Cursor, ref: Reference) -> Finding:
+    """Add one declared foreign key where it is missing (NOT VALID while rows point nowhere);
+    raises ConstraintError where it cannot be added."""
+    finding = _check_reference(conn, cur, ref, foreign_keys(cur).get((ref.table, ref.column)), table_columns(cur))
+    if finding.fatal:
+        raise ConstraintError(f"{ref.name} on {ref.table}: {finding.action}")
+    return finding
 
 
 def validate_team_references(conn: psycopg.Connection) -> list[str]:
@@ -201,7 +221,7 @@ def validate_team_references(conn: psycopg.Connection) -> list[str]:
     validated = []
     with conn.transaction(), conn.cursor() as cur:
         fks = foreign_keys(cur)
-        for ref in REFERENCES:
+        for ref in references():
             existing = fks.get((ref.table, ref.column))
             if ref.to_teams and existing and existing.target == "teams" and not existing.validated:
                 _run(cur, "validate_foreign_key", **{**_fk_parts(ref), "name": _ident(existing.name)})

@@ -19,7 +19,7 @@ from psycopg import Connection, Cursor, Rollback, sql
 from psycopg.errors import LockNotAvailable
 
 from league_import.archive import archive_bulk, archive_rows, archive_table, live_columns
-from league_import.catalog import REFERENCES, NaturalKey
+from league_import.catalog import NaturalKey, references
 from league_import.constraints import add_unique, sample_key
 from league_import.errors import CountMismatchError
 from league_import.history import keep_order, repoint_references
@@ -43,7 +43,7 @@ _run = partial(run, "dedup")
 def _referencing(cur: Cursor, table: str) -> list[tuple[str, str]]:
     """(table, column) pairs pointing at `table`: its foreign keys plus the declared references."""
     found = [(fk.table, fk.column) for fk in references_to(cur, table)]
-    declared = [(r.table, r.column) for r in REFERENCES if r.target == table]
+    declared = [(r.table, r.column) for r in references() if r.target == table]
     return list(dict.fromkeys([*found, *declared]))
 
 

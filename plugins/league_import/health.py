@@ -27,13 +27,14 @@ from functools import partial
 
 from psycopg import Connection, Cursor, sql
 
-from league_import.catalog import ETL_TABLES, NATURAL_KEYS, REFERENCES, USER_TABLES, Reference
+from league_import.catalog import ETL_TABLES, Reference, natural_keys, references
 from league_import.config import Thresholds
 from league_import.constraints import duplicates, orphans
 from league_import.pgcatalog import foreign_keys, has_unique, table_exists, unique_keys
-from league_import.references import team_columns
+from league_import.references import team_references, user_tables
 from league_import.sources import SCHEDULE_FILE, STATS_FILE
 from league_import.sql import run, statements
+from league_import.target import current
 
 STATUSES = ("ok", "warn", "error")
 # The pipeline's own tables that only ever grow: losing rows means someone deleted history.
@@ -88,14 +89,15 @@ def run_checks(
     with conn.transaction(), conn.cursor() as cur:
         if implied is None:
             implied = _last_implied(cur)
-        counts = _counts(cur)
+        users = user_tables(cur)
+        counts = _counts(cur, users)
         checks = [
             *_orphans(cur),
             *_duplicates(cur),
             *_constraints(cur),
             *_reconcile(cur, implied),
             *_rows(cur, run_id, limits, counts),
-            *_row_balance(cur, run_id, counts),
+            *_row_balance(cur, run_id, counts, users),
             _quarantine(cur, limits),
             _renames(cur, limits),
             *_freshness(cur, run_id, limits),
@@ -103,11 +105,11 @@ def run_checks(
     return checks
 
 
-def _counts(cur: Cursor) -> dict[str, int]:
+def _counts(cur: Cursor, users: list[str]) -> dict[str, int]:
     """Rows of every table the growth and balance checks look at, each counted once."""
-    tables = [("public", t) for t in USER_TABLES]
+    tables = [("public", t) for t in users]
     tables += [("etl", t) for t in (*HISTORY_TABLES, *BACKUP_TABLES)]
-    tables += [("etl_archive", t) for t in (*ETL_TABLES, *USER_TABLES)]
+    tables += [("etl_archive", t) for t in dict.fromkeys((*current().etl_tables, *users))]
     out = {}
     for schema, table in tables:
         if table_exists(cur, table, schema):
@@ -117,10 +119,11 @@ def _counts(cur: Cursor) -> dict[str, int]:
 
 
 def _orphans(cur: Cursor) -> list[Check]:
-    """Every team reference, ETL-owned and user-owned (declared or found by foreign key). A valid
-    foreign key is not trusted blindly: the old ETL switched the triggers off."""
-    refs = [r for r in REFERENCES if r.to_teams and r.table in ETL_TABLES]
-    refs += [Reference(c.table, c.column, "teams") for c in team_columns(cur)]
+    """Every team reference, ETL-owned and user-owned (declared or found by foreign key), in
+    every row whoever wrote it. A valid foreign key is not trusted blindly: the old ETL switched
+    the triggers off."""
+    teams = current().table_name("teams")
+    refs = [Reference(table, column, teams) for table, column in team_references(cur)]
     out = []
     for ref in refs:
         count, sample = orphans(cur, ref)
@@ -135,7 +138,7 @@ def _duplicates(cur: Cursor) -> list[Check]:
     """A valid unique index makes duplicates impossible; only unenforced keys are scanned."""
     out = []
     enforced = unique_keys(cur)
-    for key in NATURAL_KEYS:
+    for key in natural_keys():
         if (key.table, frozenset(key.columns)) in enforced:
             out.append(Check("duplicates", key.table, 0, "0", detail="enforced by a unique key"))
             continue
@@ -156,7 +159,7 @@ def _duplicates(cur: Cursor) -> list[Check]:
 
 def _constraints(cur: Cursor) -> list[Check]:
     out = []
-    for key in NATURAL_KEYS:
+    for key in natural_keys():
         ok = has_unique(cur, key.table, key.columns)
         out.append(
             Check(
@@ -169,7 +172,7 @@ def _constraints(cur: Cursor) -> list[Check]:
             )
         )
     fks = foreign_keys(cur)
-    for ref in REFERENCES:
+    for ref in references():
         found = fks.get((ref.table, ref.column))
         state = "missing" if not found or found.target != ref.target else ("valid" if found.validated else "not valid")
         out.append(
@@ -287,12 +290,12 @@ def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str,
     return out
 
 
-def _row_balance(cur: Cursor, run_id: str | None, counts: dict[str, int]) -> list[Check]:
+def _row_balance(cur: Cursor, run_id: str | None, counts: dict[str, int], users: list[str]) -> list[Check]:
     """User-owned rows: live + archived since the backup = count at the backup. Fewer means a row
     was removed without its archived copy; more is the app writing during the run."""
     out = []
     for table, count, taken_at, backup_run in _run(cur, "backup_counts", {"run_id": run_id}).fetchall():
-        if table not in USER_TABLES:
+        if table not in users:
             continue
         live = counts[table]
         archived = 0

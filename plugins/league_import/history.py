@@ -28,7 +28,8 @@ from league_import.errors import CountMismatchError, DecisionError
 from league_import.identity import KEY_VERSION, TeamNameError, fold, parse_label, parse_team
 from league_import.pgcatalog import table_columns
 from league_import.references import team_references
-from league_import.sql import run, statements
+from league_import.sql import compose, run, statements
+from league_import.target import current
 
 _run = partial(run, "history")
 
@@ -132,20 +133,23 @@ def merge_many(
         if survivor == merged:
             raise DecisionError(f"team {merged} cannot be merged into itself")
         _run(cur, "map_one", {"survivor": survivor, "merged": merged})
+    target = current()
     moved = repoint_references(cur, team_references(cur), run_id, "merge")
-    takes = _run(cur, "survivors_take_over").rowcount
+    takes = target.update(
+        cur, "teams", compose("history", "survivors_take_over"), ("team_name", "club_id", "is_active")
+    )
     aliases = _run(cur, "aliases_of_merged", {"run_id": run_id, "by": by}).rowcount if alias else 0
     _run(cur, "repoint_aliases_many")
     _run(cur, "map_merged_many", {"run_id": run_id})
-    archived = archive_rows(cur, "teams", sql.SQL(statements("history")["merged_teams"]), {}, run_id, reason)
-    removed = _run(cur, "remove_merged").rowcount
-    if archived != removed or removed != len(pairs):
-        raise CountMismatchError(f"teams: {len(pairs)} merges, {removed} rows removed, {archived} archived")
+    removed = target.delete(cur, "teams", compose("history", "merged_teams"), run_id, reason)
+    if removed != len(pairs):
+        raise CountMismatchError(f"teams: {len(pairs)} merges, {removed} rows removed")
     return {"merged": removed, "survivors_renamed": takes, "aliases": aliases, "repointed": moved}
 
 
 def merge(cur: Cursor, survivor: int, merged: int, run_id: str, *, reason: str, by: str | None = None) -> dict:
     """Merge one team into another of the same league and series (see merge_many)."""
+    _run(cur, "lock_pair", {"survivor": survivor, "merged": merged})
     found = {r[0]: r for r in _run(cur, "merge_pair", {"survivor": survivor, "merged": merged}).fetchall()}
     for team_id in (survivor, merged):
         if team_id not in found:
@@ -205,6 +209,23 @@ def remove_alias(cur: Cursor, alias_id: int) -> tuple:
     return found
 
 
+def _merge_rekeyed(cur: Cursor, target, kind: str, run_id: str) -> int:
+    """Clubs or series whose names now give one key: the lowest id stays. Where the pipeline owns
+    the tables, the others' rows move to it and they are archived and removed; on an app's
+    database they stay the app's rows (other tables of the app may point at them), and the
+    pipeline's teams move to the survivor with the next load."""
+    _run(cur, f"merge_{kind}")
+    merged = compose("history", f"merged_{kind}")
+    if not target.owns_tables:
+        return target.forget(cur, kind, merged)
+    if kind == "clubs":
+        target.update(cur, "teams", compose("history", "club_moves"), ("club_id",))
+    else:
+        for entity in ("teams", "schedule", "series_stats"):
+            target.update(cur, entity, compose("history", f"series_moves_{entity}"), ("series_id",))
+    return target.delete(cur, kind, merged, run_id, "rekey")
+
+
 def key_version(cur: Cursor) -> int | None:
     found = _run(cur, "key_version").fetchone()
     return int(found[0]) if found else None
@@ -218,7 +239,7 @@ def rekey_teams(cur: Cursor, run_id: str) -> dict:
     longer read keep their old key and are reported. A no-op when the keys are current.
     """
     version = key_version(cur)
-    has_teams = cur.execute("SELECT EXISTS (SELECT 1 FROM public.teams)").fetchone()[0]
+    has_teams = _run(cur, "has_teams").fetchone()[0]
     if version == KEY_VERSION or (version is None and not has_teams):
         if version is None:
             _run(cur, "set_key_version", {"version": str(KEY_VERSION)})
@@ -249,17 +270,14 @@ def rekey_teams(cur: Cursor, run_id: str) -> dict:
     pairs = [(survivor, merged) for merged, survivor in _run(cur, "team_collisions").fetchall()]
     report["teams_merged"] = [{"survivor": s, "merged": m} for s, m in pairs]
     merge_many(cur, pairs, run_id, reason="rekey", alias=False)
-    _run(cur, "park_team_keys")
+    target = current()
+    target.update(cur, "teams", compose("history", "park_team_keys"), ("team_key",))
     for kind in ("clubs", "series"):
-        _run(cur, f"merge_{kind}")
-        predicate = sql.SQL(statements("history")[f"merged_{kind}"])
-        archived = archive_rows(cur, kind, predicate, {}, run_id, "rekey")
-        removed = _run(cur, f"drop_merged_{kind}").rowcount
-        if archived != removed:
-            raise CountMismatchError(f"{kind}: {removed} merged rows removed but {archived} archived")
-        _run(cur, f"rekey_{kind}")
-        report[f"{kind}_merged"] = removed
-    report["teams_rekeyed"] = _run(cur, "rekey_teams").rowcount
+        report[f"{kind}_merged"] = _merge_rekeyed(cur, target, kind, run_id)
+        key = "name_key" if kind == "clubs" else "series_key"
+        target.update(cur, kind, compose("history", f"parked_{kind}"), (key,))
+        target.update(cur, kind, compose("history", f"rekeyed_{kind}"), (key,))
+    report["teams_rekeyed"] = target.update(cur, "teams", compose("history", "rekey_teams"), ("team_key", "sub_team"))
     report["key_map_rekeyed"] = _run(cur, "rekey_key_map").rowcount
     _run(cur, "rekey_aliases")
     _run(cur, "set_key_version", {"version": str(KEY_VERSION)})

@@ -33,14 +33,20 @@ def retry_defaults() -> dict[str, Any]:
 
 
 @contextmanager
-def airflow_failures() -> Iterator[None]:
-    """The one error policy in Airflow's terms: database errors sorted into terminal and transient
-    (errors.sorted_database_errors); a terminal error fails the task at once, with no retry."""
+def task_scope() -> Iterator[None]:
+    """What every task of both DAGs works in: the target of this deployment made active (the
+    Airflow Variable league_import_target, else LEAGUE_IMPORT_TARGET, else CONTRACT section 4's
+    own schema: league_import.target), and the one error policy in Airflow's terms: database
+    errors sorted into terminal and transient (errors.sorted_database_errors), a terminal error
+    failing the task at once, with no retry."""
+    from league_import import config, target
     from league_import.errors import TerminalError, sorted_database_errors
 
     try:
         with sorted_database_errors():
-            yield
+            chosen = target.configured(config.airflow_variable(target.TARGET_VARIABLE))
+            with target.active(chosen):
+                yield
     except TerminalError as exc:
         raise AirflowFailException(str(exc)) from exc
 
@@ -116,7 +122,7 @@ class LeagueStepOperator(BaseOperator):
     def execute(self, context: Context) -> dict:
         from league_import.errors import HealthCheckError
 
-        with airflow_failures():
+        with task_scope():
             try:
                 return self._execute(context)
             except HealthCheckError as exc:  # the checks' report is kept before the run fails
@@ -209,10 +215,10 @@ class DeduplicateOperator(LeagueStepOperator):
         self.keys = keys
 
     def run_step(self, conn, context: Context) -> dict:
-        from league_import.catalog import NATURAL_KEYS, NaturalKey
+        from league_import.catalog import NaturalKey, natural_keys
         from league_import.dedup import deduplicate
 
-        keys = NATURAL_KEYS
+        keys = natural_keys()
         if self.keys is not None:
             keys = tuple(
                 NaturalKey(k["table"], tuple(k["columns"]), tuple(map(tuple, k.get("keep_order", ()))))

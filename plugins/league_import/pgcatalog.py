@@ -155,3 +155,39 @@ def table_definition(cur: Cursor, table: str) -> TableDefinition:
 def referenced_tables(cur: Cursor, table: str) -> list[tuple[str, str]]:
     """(schema, name) of the other tables public.<table>'s foreign keys point at, sorted."""
     return [tuple(r) for r in _run(cur, "referenced_tables", {"table": qualified(cur, "public", table)}).fetchall()]
+
+
+@dataclass(frozen=True)
+class ColumnFact:
+    name: str
+    type: str
+    not_null: bool
+    defaulted: bool  # a value comes without being given: a default, an identity, a generated expression
+
+
+@dataclass(frozen=True)
+class TableConstraint:
+    name: str
+    kind: str  # p, u, x, c
+    columns: tuple[str, ...]
+    definition: str
+
+
+def column_facts(cur: Cursor, table: str, schema: str = "public") -> list[ColumnFact]:
+    """One table's columns in order, with their type, NOT NULL and whether they have a default."""
+    return [ColumnFact(*r) for r in _run(cur, "column_facts", {"table": qualified(cur, schema, table)}).fetchall()]
+
+
+def table_constraints(cur: Cursor, table: str, schema: str = "public") -> list[TableConstraint]:
+    """A table's keys, exclusions and checks, with their columns in key order."""
+    found = _run(cur, "table_constraints", {"table": qualified(cur, schema, table)}).fetchall()
+    return [TableConstraint(name, kind, tuple(columns), definition) for name, kind, columns, definition in found]
+
+
+def triggers(cur: Cursor, table: str, schema: str = "public") -> dict[str, bool]:
+    """The triggers on a table made by its owner (not those behind foreign keys): name -> enabled."""
+    return dict(_run(cur, "triggers", {"table": qualified(cur, schema, table)}).fetchall())
+
+
+def schema_exists(cur: Cursor, schema: str) -> bool:
+    return _run(cur, "schema_exists", {"schema": schema}).fetchone()[0]

@@ -42,8 +42,9 @@ from league_import.history import keep_order, refresh_key_map, settle_reuses, un
 from league_import.identity import mentions, parse_label
 from league_import.pgcatalog import columns as column_types
 from league_import.pgcatalog import index_leads_with, sequence_of, table_columns, unique_index_enforces
-from league_import.references import row_id, team_columns
-from league_import.sql import run, statements
+from league_import.references import not_owned, row_id, team_columns
+from league_import.sql import compose, run, statements
+from league_import.target import current
 
 STRATEGIES = ("key_map", "restored_team", "content", "user_context", "quarantine")
 MOVES = ["key_map", "restored_team", "content", "user_context"]
@@ -70,7 +71,8 @@ class _Column:
         self.not_null = columns[col.column]
         key = natural_key(col.table)
         others = [c for c in (key.columns if key else ()) if c != col.column]
-        if "id" in columns:
+        types = {c.name: c.type for c in column_types(cur, col.table)}
+        if types.get("id") in POSITION_TYPES:  # an integer id (a uuid one names its row by text, below)
             self.row_pk, self.match = sql.SQL("t.id"), sql.SQL("t.id = o.row_pk")
         elif key and col.column in key.columns and len(others) == 1:
             other = sql.Identifier("t", others[0])
@@ -87,6 +89,7 @@ class _Column:
             "author": _optional("t", col.author, "bigint"),
             "league": _optional("t", col.league, "bigint"),
             "text": _optional("t", col.text, "text"),
+            "unowned": not_owned(col),
         }
         self.params = {"table_name": col.table, "column_name": col.column}
         self.key = key if key and col.column in key.columns else None
@@ -94,7 +97,6 @@ class _Column:
         # The bulk strategy's position: an integer that names the row and never changes with its
         # team (the id; for memberships the user, so a user's rows share a batch).
         position = "id" if self.has_id else (others[0] if self.key is not None and len(others) == 1 else None)
-        types = {c.name: c.type for c in column_types(cur, col.table)} if position else {}
         self.pos = position if types.get(position) in POSITION_TYPES and columns[position] else None
         self.parts["pos"] = sql.Identifier(self.pos or col.column)
         self.nullable_key = any(not columns[n] for n in (self.key.columns if self.key else ()))
@@ -257,9 +259,7 @@ def _decide(cur: Cursor, columns: list[_Column], reuses) -> int:
     # a. the key map; b. restore known teams, then the key map again for their other old ids
     _run(cur, "decide_by_key_map")
     if _undecided(cur):
-        _run(cur, "restore_known_teams")
-        if seq := sequence_of(cur, "teams"):
-            _run(cur, "advance_team_ids", {"seq": seq})
+        _restore_known_teams(cur)
         _run(cur, "decide_by_key_map")
     # c. series named in the text; d. the author's only team; e. quarantine
     if _undecided(cur):
@@ -269,6 +269,20 @@ def _decide(cur: Cursor, columns: list[_Column], reuses) -> int:
         _run(cur, "decide_by_user_context")
         _run(cur, "quarantine_rest")
     return _run(cur, "no_op_decisions").rowcount
+
+
+def _restore_known_teams(cur: Cursor) -> None:
+    """Strategy b: put back each known team no longer there, inactive (and its league, club and
+    series where they are gone too), through the target."""
+    target = current()
+    _run(cur, "restore_known_teams")
+    for entity in ("leagues", "clubs", "series", "teams"):
+        rows = compose("repair", f"restore_{entity}", next_id=target.next_id(cur, entity))
+        target.insert(cur, entity, rows)
+    _run(cur, "restored_decisions")
+    teams = target.table_name("teams")
+    if seq := sequence_of(cur, teams, target.column("teams", "id")):
+        _run(cur, "advance_team_ids", {"seq": seq})
 
 
 def _bulk_sample(columns: list[_Column], limit: int) -> list[dict]:

@@ -16,13 +16,13 @@ from functools import partial
 from psycopg import Connection, Cursor, sql
 
 from league_import.archive import ARCHIVE_SCHEMA, live_columns
-from league_import.catalog import TEAM_COLUMNS
 from league_import.errors import DecisionError
 from league_import.history import add_alias, merge
 from league_import.pgcatalog import table_exists
 from league_import.references import row_id
 from league_import.renames import pending as pending_renames
 from league_import.sql import run
+from league_import.target import current
 
 LEAVE = "leave in quarantine"
 SAME, DIFFERENT = "same team", "different teams"
@@ -51,7 +51,7 @@ def _team_names(cur: Cursor, ids) -> dict[int, str]:
 
 
 def _column(table: str):
-    return next((c for c in TEAM_COLUMNS if c.table == table), None)
+    return next((c for c in current().declared_team_columns() if c.table == table), None)
 
 
 def _quarantine_item(cur: Cursor, entry) -> Item:

@@ -23,7 +23,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from league_import.operators import CONN_ID, airflow_failures, airflow_run_state, connect
+from league_import.operators import CONN_ID, airflow_run_state, connect, task_scope
 
 VIA = "airflow"
 
@@ -141,7 +141,7 @@ class CollectDecisionsOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> list[dict]:
-        with airflow_failures(), connect(self.conn_id) as conn:
+        with task_scope(), connect(self.conn_id) as conn:
             asks = collect(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=self.ask_task_id)
         self.log.info("%s open questions asked: %s", len(asks), ", ".join(a["item"] for a in asks) or "none")
         return asks
@@ -175,7 +175,7 @@ class DecisionOperator(HITLOperator):
             minutes = float(self.response_timeout_minutes)
         except (TypeError, ValueError):
             minutes = 0.0
-        with airflow_failures():
+        with task_scope():
             if not minutes > 0:
                 raise ConfigError(
                     "param response_timeout_minutes: expected a number of minutes above 0, "
@@ -211,7 +211,7 @@ class ApplyDecisionsOperator(BaseOperator):
     def execute(self, context: Context) -> dict:
         # By index: iterating a mapped task's results asks for one past the end (a logged 404).
         asked, answers = (list(v[i] for i in range(len(v))) if v else [] for v in (self.asked, self.answers))
-        with airflow_failures():
+        with task_scope():
             report = apply_answers(
                 lambda: connect(self.conn_id),
                 asked,

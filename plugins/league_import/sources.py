@@ -129,6 +129,7 @@ class Team:
     team_key: str
     sub_team: str
     team_name: str
+    seen_in: str = ""  # the file and record it was first read from, for errors naming it
     in_stats: bool = False
     in_schedule: bool = False
 
@@ -139,8 +140,9 @@ class LeagueSource:
 
     code: str
     teams: list[Team]
-    schedule: list[tuple]  # series_key, match_date, match_time, home_key, away_key, location
-    stats: list[tuple]  # series_key, team_key, *STATS_NUMBERS
+    # series_key, match_date, match_time, home_key, away_key, location, series, home_team, away_team
+    schedule: list[tuple]
+    stats: list[tuple]  # series_key, team_key, *STATS_NUMBERS, series, team
     files: list[SourceFile] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -164,13 +166,13 @@ class Problems:
     def __bool__(self) -> bool:
         return bool(self.items)
 
-    def error(self) -> SourceError:
+    def error(self, what: str = "problems in the sources") -> SourceError:
         if len(self.items) == 1:
             return SourceError(self.items[0])
         listed = self.items[:MAX_LISTED]
         more = len(self.items) - len(listed)
         return SourceError(
-            f"{len(self.items)} problems in the sources, nothing was written:\n"
+            f"{len(self.items)} {what}, nothing was written:\n"
             + "\n".join(f"- {p}" for p in listed)
             + (f"\n- ... and {more} more" if more else "")
         )
@@ -433,11 +435,18 @@ def read_league(folder: Path, problems: Problems) -> LeagueSource | None:
 
     teams: dict[tuple[str, str], Team] = {}
 
-    def note(ident: TeamIdentity, name: str, label: str, from_stats: bool) -> None:
+    def note(ident: TeamIdentity, name: str, label: str, from_stats: bool, seen_in: str) -> None:
         team = teams.get((ident.series_key, ident.team_key))
         if team is None:
             team = teams[(ident.series_key, ident.team_key)] = Team(
-                ident.series_key, clean(label), ident.club, ident.club_key, ident.team_key, ident.sub_team, clean(name)
+                ident.series_key,
+                clean(label),
+                ident.club,
+                ident.club_key,
+                ident.team_key,
+                ident.sub_team,
+                clean(name),
+                seen_in,
             )
         elif from_stats and not team.in_stats:  # the stats file's spelling wins for display
             team.team_name, team.club, team.series_label = clean(name), ident.club, clean(label)
@@ -462,8 +471,8 @@ def read_league(folder: Path, problems: Problems) -> LeagueSource | None:
             )
             continue
         first_seen[key] = i
-        note(ident, r.team, r.series, True)
-        stats_rows.append((ident.series_key, ident.team_key, *r.numbers()))
+        note(ident, r.team, r.series, True, f"{stats_path}: record {i}")
+        stats_rows.append((ident.series_key, ident.team_key, *r.numbers(), r.series, r.team))
 
     # A schedule names each team about 18 times: each distinct (name, label) is read once (BYE
     # or team, noted once: noting is idempotent), each distinct label, time and location once;
@@ -479,7 +488,7 @@ def read_league(folder: Path, problems: Problems) -> LeagueSource | None:
             else:
                 ident = identity(name, label, schedule_path, i, fld)
                 if ident is not None:
-                    note(ident, name, label, False)
+                    note(ident, name, label, False, f"{schedule_path}: record {i}")
                 found = None if ident is None else ident.team_key
             sides_seen[(name, label)] = found
         return found
@@ -521,7 +530,7 @@ def read_league(folder: Path, problems: Problems) -> LeagueSource | None:
         location = locations.get(r.location)
         if location is None:
             location = locations[r.location] = clean(r.location)
-        schedule_rows.append((series, match_date, match_time, home, away, location))
+        schedule_rows.append((series, match_date, match_time, home, away, location, label, r.home_team, r.away_team))
 
     files = [f for f in (stats_file, schedule_file) if f is not None]
     if schedule_file is not None and dates:

@@ -1,4 +1,9 @@
-"""Named SQL statements from include/sql/, so the SQL stays readable on its own."""
+"""Named SQL statements from include/sql/, so the SQL stays readable on its own.
+
+Every statement may read the target's entities as {leagues}, {clubs}, {series}, {teams},
+{schedule} and {series_stats}: the relations of league_import.target, in CONTRACT section 4's
+names whatever the target's tables are called.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +31,14 @@ def statements(family: str) -> dict[str, str]:
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2])}
 
 
+def compose(family: str, statement: str, **parts: sql.Composable) -> sql.Composed:
+    """A named statement with its `parts` (identifiers and fragments, any names, `name`
+    included) and the current target's relations composed in with psycopg.sql."""
+    from league_import.target import current
+
+    return sql.SQL(statements(family)[statement]).format(**{**current().parts, **parts})
+
+
 def run(family: str, cur: Cursor, statement: str, params: dict | None = None, /, **parts: sql.Composable) -> Cursor:
-    """Run a named statement; identifier `parts` (any names, `name` included) are composed with
-    psycopg.sql. A statement run without parts is sent as written (the repair's regexes hold
-    literal braces)."""
-    text = statements(family)[statement]
-    return cur.execute(sql.SQL(text).format(**parts) if parts else text, params)
+    """Run a named statement (see compose)."""
+    return cur.execute(compose(family, statement, **parts), params)

@@ -32,6 +32,7 @@ TEAM_COLUMNS = (
     "team_name",
     "in_stats",
     "in_schedule",
+    "seen_in",
 )
 SCHEDULE_COLUMNS = (
     "run_id",
@@ -42,8 +43,11 @@ SCHEDULE_COLUMNS = (
     "home_key",
     "away_key",
     "location",
+    "series_label",
+    "home_name",
+    "away_name",
 )
-STATS_COLUMNS = ("run_id", "league_code", "series_key", "team_key", *STATS_NUMBERS)
+STATS_COLUMNS = ("run_id", "league_code", "series_key", "team_key", *STATS_NUMBERS, "series_label", "team_name")
 
 
 def suffix(run_id: str) -> str:
@@ -71,9 +75,9 @@ def open_stage(conn: psycopg.Connection, run_id: str) -> None:
 # Column types for COPY in binary format: the server reads dates, times and numbers as they are
 # instead of parsing text (900,000 matches staged in about half the time).
 _TYPES = {
-    TEAM_COLUMNS: ["text"] * 9 + ["bool"] * 2,
-    SCHEDULE_COLUMNS: ["text"] * 3 + ["date", "time"] + ["text"] * 3,
-    STATS_COLUMNS: ["text"] * 4 + ["int4"] * len(STATS_NUMBERS),
+    TEAM_COLUMNS: ["text"] * 9 + ["bool"] * 2 + ["text"],
+    SCHEDULE_COLUMNS: ["text"] * 3 + ["date", "time"] + ["text"] * 6,
+    STATS_COLUMNS: ["text"] * 4 + ["int4"] * len(STATS_NUMBERS) + ["text"] * 2,
 }
 
 
@@ -108,6 +112,7 @@ def add_league(conn: psycopg.Connection, run_id: str, league: LeagueSource) -> N
                     t.team_name,
                     t.in_stats,
                     t.in_schedule,
+                    t.seen_in,
                 )
                 for t in league.teams
             ),

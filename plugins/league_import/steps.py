@@ -13,6 +13,7 @@ import psycopg
 from league_import import stage
 from league_import.config import Thresholds
 from league_import.errors import HealthCheckError, TerminalError
+from league_import.target import current
 
 
 def validate(
@@ -24,15 +25,30 @@ def validate(
     dry_run: bool,
     dag_id: str | None = None,
 ) -> dict:
-    """Open the run, read and check every file once (staging the rows), check the constraints."""
+    """Open the run, read and check every file once (staging the rows), check the constraints.
+
+    On an app's database the target is checked first (the mapping against the database, every
+    change of `target check` applied), and each league's files against the target's constraints
+    before it is staged (targetplan.data_conflicts)."""
     from league_import.constraints import check_constraints, summarize
     from league_import.runs import start_run
-    from league_import.sources import SourceError, read_leagues
+    from league_import.sources import Problems, SourceError, read_leagues
+    from league_import.targetplan import data_conflicts, ready
 
     start_run(conn, run_id, dry_run, dag_id)
+    facts = ready(conn, current())
+    conflicts = Problems()
+
+    def sink(league) -> None:
+        if facts is not None:
+            conflicts.items.extend(data_conflicts([league], facts)[0])
+        stage.add_league(conn, run_id, league)
+
     stage.open_stage(conn, run_id)
     try:
-        read = read_leagues(source_dir, leagues, sink=lambda league: stage.add_league(conn, run_id, league))
+        read = read_leagues(source_dir, leagues, sink=sink)
+        if conflicts:
+            raise conflicts.error("conflicts between the files and the target's constraints")
     except SourceError:  # a later league was bad: the leagues staged before it go too
         with conn.transaction(), conn.cursor() as cur:
             stage.discard(cur, run_id)

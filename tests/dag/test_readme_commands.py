@@ -17,6 +17,10 @@ NOT_RUN = {
     "make test": "the suite itself",
     "make bench": "minutes of benchmarks on 100,000 teams; bench/README.md has their quick modes",
     "docker compose up -d --build": "deploys a stack (needs a Docker engine)",
+    "export LEAGUE_IMPORT_TARGET=include/targets/league_app.toml": "points at the app's database (tests/db/test_target.py)",
+    ".venv/bin/league-import target check --source-dir /data/leagues": "the app's database and its league folders "
+    "(tests/db/test_target.py runs it on the app's schema)",
+    ".venv/bin/league-import target apply": "changes the app's database (tests/db/test_target.py)",
 }
 
 

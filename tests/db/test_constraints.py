@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from league_import.catalog import NATURAL_KEYS, REFERENCES
+from league_import.catalog import natural_keys, references
 from league_import.constraints import check_constraints, validate_team_references
 from league_import.errors import ConstraintError
 from league_import.schema import ensure_schema
@@ -38,7 +38,7 @@ def test_new_database_gets_every_constraint_valid(conn):
     findings = check_constraints(conn)
     assert {f.state for f in findings} == {"added"}
     states = constraint_states(conn)
-    assert len(states) == len(NATURAL_KEYS) + len(REFERENCES)
+    assert len(states) == len(natural_keys()) + len(references())
     assert all(valid for _, valid in states.values())
     assert {f.state for f in check_constraints(conn)} == {"present"}
 

@@ -2,7 +2,8 @@
 
 Every statement is idempotent, so a database that release made is taken as it is: this revision
 changes nothing there and only records the version. On an empty database it creates that schema,
-and the later revisions take it from there.
+and the later revisions take it from there. On an app's own database (a target the pipeline does
+not own) only the pipeline's schemas are created, never a table beside the app's.
 
 Revision ID: 0001_baseline
 Revises:
@@ -18,14 +19,10 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-SCHEMA = r"""
--- The target tables, created idempotently by the validate_constraints task. Keys and foreign
--- keys are not declared here: league_import.catalog declares them and validate_constraints adds
--- them, the same way on a new database and on one left by the old system.
--- Needs PostgreSQL 15+ (UNIQUE NULLS NOT DISTINCT).
-
-CREATE SCHEMA IF NOT EXISTS etl;
-CREATE SCHEMA IF NOT EXISTS etl_archive;
+DATA_TABLES = r"""
+-- The target tables, created idempotently. Keys and foreign keys are not declared here:
+-- league_import.catalog declares them and validate_constraints adds them, the same way on a new
+-- database and on one left by the old system. Needs PostgreSQL 15+ (UNIQUE NULLS NOT DISTINCT).
 
 -- ETL-owned: rebuilt from the sources each run, keyed on natural keys so ids survive.
 
@@ -133,6 +130,12 @@ CREATE TABLE IF NOT EXISTS public.practice_times (
     league_id   bigint,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+"""
+
+SCHEMA = r"""
+-- The pipeline's own schemas.
+CREATE SCHEMA IF NOT EXISTS etl;
+CREATE SCHEMA IF NOT EXISTS etl_archive;
 
 -- What the pipeline keeps for operators (CONTRACT section 5).
 
@@ -245,6 +248,10 @@ CREATE TABLE IF NOT EXISTS etl.run_lock (
 
 
 def upgrade() -> None:
+    # The data tables only on a target the pipeline owns (CONTRACT section 4): an app's database
+    # has its own, which the pipeline never creates or changes here (league_import.target).
+    if op.get_context().config.attributes.get("owns_tables", True):
+        op.get_bind().exec_driver_sql(DATA_TABLES)
     op.get_bind().exec_driver_sql(SCHEMA)
 
 

@@ -30,9 +30,6 @@ CREATE TABLE etl.settings (
     value      text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
--- Keys stored by the first release were made by its rules (version 1): the next run re-keys.
-INSERT INTO etl.settings (name, value)
-SELECT 'identity_key_version', '1' WHERE EXISTS (SELECT 1 FROM public.teams);
 
 ALTER TABLE etl.team_key_map
     ADD COLUMN epoch        integer NOT NULL DEFAULT 0,
@@ -101,8 +98,18 @@ CREATE TABLE etl.decisions (
 """
 
 
+# Keys stored by the first release were made by its rules (version 1): the next run re-keys. Only
+# on a target the pipeline owns: an app's teams hold no keys of the pipeline's.
+FIRST_RELEASE_KEYS = """
+INSERT INTO etl.settings (name, value)
+SELECT 'identity_key_version', '1' WHERE EXISTS (SELECT 1 FROM public.teams);
+"""
+
+
 def upgrade() -> None:
     op.get_bind().exec_driver_sql(UPGRADE)
+    if op.get_context().config.attributes.get("owns_tables", True):
+        op.get_bind().exec_driver_sql(FIRST_RELEASE_KEYS)
 
 
 def downgrade() -> None:
