@@ -24,6 +24,18 @@ SELECT l.code, 1,
 FROM {leagues} l
 WHERE l.code = ANY (%(codes)s);
 
+-- name: owned_duplicates
+-- On an app's database: the pipeline's rows (not the app's) beyond one per natural key.
+SELECT 'teams', coalesce(sum(n - 1), 0)::bigint FROM (
+    SELECT count(*) AS n FROM {teams} WHERE owned GROUP BY league_id, series_id, team_key HAVING count(*) > 1) d
+UNION ALL
+SELECT 'schedule', coalesce(sum(n - 1), 0)::bigint FROM (
+    SELECT count(*) AS n FROM {schedule} WHERE owned
+    GROUP BY league_id, series_id, match_date, home_team_id, away_team_id HAVING count(*) > 1) d
+UNION ALL
+SELECT 'series_stats', coalesce(sum(n - 1), 0)::bigint FROM (
+    SELECT count(*) AS n FROM {series_stats} WHERE owned GROUP BY league_id, team_id HAVING count(*) > 1) d;
+
 -- name: backup_counts
 -- The counts taken by this run's backup (or the latest backup when no run is named).
 SELECT table_name, row_count, taken_at, run_id

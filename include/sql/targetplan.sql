@@ -8,3 +8,17 @@ FROM {teams} t
 JOIN {leagues} l ON l.id = t.league_id
 LEFT JOIN {clubs} c ON c.id = t.club_id
 LEFT JOIN {series} s ON s.id = t.series_id AND s.league_id = t.league_id;
+
+-- name: existing_matches
+-- The target's rows of the leagues' schedule that are not the pipeline's, with what adoption
+-- compares: the natural key by ids, and the texts of adopt_if_equal.
+SELECT t.id, l.code, t.match_date, t.home_team_id, t.away_team_id, t.home_team, t.away_team
+FROM {schedule} t
+JOIN {leagues} l ON l.id = t.league_id
+WHERE NOT t.owned AND l.code = ANY (%(codes)s);
+
+-- name: existing_standings
+SELECT t.id, l.code, t.team_id
+FROM {series_stats} t
+JOIN {leagues} l ON l.id = t.league_id
+WHERE NOT t.owned AND l.code = ANY (%(codes)s);

@@ -213,17 +213,16 @@ def placement(conn: psycopg.Connection) -> dict:
 def restart_identity_churn(conn: psycopg.Connection) -> None:
     """The old system's worst night: foreign-key triggers off, every team deleted and re-inserted
     with the id sequence restarted, in another order: old ids come back naming other teams."""
+    from league_import.pgcatalog import columns
+
+    with conn.cursor() as cur:
+        names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns(cur, "teams") if c.name != "id")
     conn.execute("SET session_replication_role = replica")
     conn.execute("CREATE TEMP TABLE churned AS SELECT * FROM teams")
     conn.execute("DELETE FROM teams")
     conn.execute("ALTER SEQUENCE teams_id_seq RESTART")
-    conn.execute(
-        """INSERT INTO teams (club_id, series_id, league_id, team_name, team_alias, external_team_id, is_active,
-                              created_at, updated_at)
-           SELECT club_id, series_id, league_id, team_name, team_alias, external_team_id, is_active, created_at,
-                  updated_at
-           FROM churned ORDER BY team_name DESC, id"""
-    )
+    statement = "INSERT INTO teams ({names}) SELECT {names} FROM churned ORDER BY team_name DESC, id"
+    conn.execute(sql.SQL(statement).format(names=names))
     conn.execute("DROP TABLE churned")
     conn.execute("SET session_replication_role = origin")
     conn.commit()

@@ -154,6 +154,10 @@ def _duplicates(cur: Cursor) -> list[Check]:
                 worst,
             )
         )
+    if not current().owns_tables:  # the pipeline's own rows of an app's tables: their keys are its own
+        for entity, extra in _run(cur, "owned_duplicates").fetchall():
+            detail = f"{extra} of the pipeline's rows repeat a natural key" if extra else "the pipeline's rows"
+            out.append(Check("duplicates", entity, extra, "0", "error" if extra else "ok", detail))
     return out
 
 

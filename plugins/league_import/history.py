@@ -23,11 +23,11 @@ from functools import partial
 from psycopg import Cursor, sql
 
 from league_import.archive import archive_rows
-from league_import.catalog import NaturalKey, natural_key
+from league_import.catalog import NaturalKey
 from league_import.errors import CountMismatchError, DecisionError
 from league_import.identity import KEY_VERSION, TeamNameError, fold, parse_label, parse_team
 from league_import.pgcatalog import table_columns
-from league_import.references import team_references
+from league_import.references import row_key, team_references
 from league_import.sql import compose, run, statements
 from league_import.target import current
 
@@ -91,7 +91,7 @@ def repoint_references(cur: Cursor, referencing: list[tuple[str, str]], run_id: 
     tables = table_columns(cur)
     for table, column in referencing:
         target = sql.Identifier("public", table)
-        own_key = natural_key(table)
+        own_key = row_key(cur, table, column)
         if own_key and column in own_key.columns:
             mapped = sql.SQL(", ").join(
                 sql.SQL("coalesce(m.keep_id, r.{})").format(sql.Identifier(c))
@@ -105,7 +105,7 @@ def repoint_references(cur: Cursor, referencing: list[tuple[str, str]], run_id: 
                 referencing=target,
                 column=sql.Identifier(column),
                 mapped_key=mapped,
-                order=keep_order(natural_key(table), has_id="id" in tables.get(table, {})),
+                order=keep_order(own_key, has_id="id" in tables.get(table, {})),
             )
             archived = archive_rows(cur, table, sql.SQL(statements("history")["collided"]), {}, run_id, reason)
             deleted = _run(cur, "delete_collisions", referencing=target).rowcount

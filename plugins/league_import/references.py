@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from psycopg import Cursor, sql
 
-from league_import.catalog import TeamColumn
+from league_import import pgcatalog
+from league_import.catalog import NaturalKey, TeamColumn
 from league_import.pgcatalog import foreign_keys, table_columns
 from league_import.target import current
 
@@ -59,6 +60,20 @@ def row_id(cur: Cursor, table: str, team_column: str, alias: str = "t", *, with_
     names = [c for c in (key.columns if key else columns) if with_team or c != team_column]
     pairs = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(alias, c)) for c in names)
     return sql.SQL("jsonb_build_object({})::text").format(pairs)
+
+
+def row_key(cur: Cursor, table: str, column: str) -> NaturalKey | None:
+    """What makes two rows of a table one row when a team id moves: the key the target declares,
+    else the table's own unique key that holds the team column (an app's saved lineups are unique
+    per user, team and name): a move onto a team where the same row exists is settled by the
+    dedup rule, the copy archived, not refused."""
+    declared = current().natural_key(table)
+    if declared is not None:
+        return declared
+    for key in pgcatalog.table_constraints(cur, table):
+        if key.kind == "u" and column in key.columns:
+            return NaturalKey(table, key.columns)
+    return None
 
 
 def not_owned(column: TeamColumn, alias: str = "t") -> sql.Composable:

@@ -35,14 +35,14 @@ from functools import partial
 from psycopg import Connection, Cursor, Rollback, errors, sql
 
 from league_import.archive import archive_rows, live_columns
-from league_import.catalog import TeamColumn, natural_key
+from league_import.catalog import TeamColumn
 from league_import.constraints import keys_for_dry_run, validate_team_references
 from league_import.errors import CountMismatchError
 from league_import.history import keep_order, refresh_key_map, settle_reuses, unsettled_reuses
 from league_import.identity import mentions, parse_label
 from league_import.pgcatalog import columns as column_types
 from league_import.pgcatalog import index_leads_with, sequence_of, table_columns, unique_index_enforces
-from league_import.references import not_owned, row_id, team_columns
+from league_import.references import not_owned, row_id, row_key, team_columns
 from league_import.sql import compose, run, statements
 from league_import.target import current
 
@@ -69,7 +69,7 @@ class _Column:
         self.table = sql.Identifier("public", col.table)
         self.column = sql.Identifier(col.column)
         self.not_null = columns[col.column]
-        key = natural_key(col.table)
+        key = row_key(cur, col.table, col.column)
         others = [c for c in (key.columns if key else ()) if c != col.column]
         types = {c.name: c.type for c in column_types(cur, col.table)}
         if types.get("id") in POSITION_TYPES:  # an integer id (a uuid one names its row by text, below)

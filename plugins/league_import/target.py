@@ -612,7 +612,20 @@ class Target:
             return cur.execute(app, params).rowcount
         ctes = [sql.SQL("r AS MATERIALIZED ({})").format(rows), sql.SQL("a AS ({} RETURNING 1)").format(app)]
         if entity == "series" and m.league_link is not None:
+            # Series tied to leagues by a link table are shared: a league's new series whose name a
+            # series row has already is linked to that row, not written twice.
             link = m.league_link
+            name, ident = sql.Identifier(self.column("series", "name")), sql.Identifier(self.column("series", "id"))
+            ctes[0] = sql.SQL(
+                "r AS MATERIALIZED (SELECT coalesce(x.{}, n.id) AS id, x.{} IS NOT NULL AS shared, n.league_id, "
+                "n.league, n.name, n.series_key FROM ({}) n LEFT JOIN {} x ON x.{} = n.name)"
+            ).format(ident, ident, rows, self.table("series"), name)
+            app = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM r WHERE NOT r.shared").format(
+                self.table(entity),
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(self._source(m.columns[c]) for c in columns),
+            )
+            ctes[1] = sql.SQL("a AS ({} RETURNING 1)").format(app)
             ctes.append(
                 sql.SQL("l AS (INSERT INTO {} ({}, {}) SELECT r.id, r.league_id FROM r)").format(
                     sql.Identifier(SCHEMA, link.table), sql.Identifier(link.series), sql.Identifier(link.league)

@@ -416,6 +416,11 @@ def adoption_report(cur: psycopg.Cursor, target: Target, leagues, facts: TargetF
             unnamed += [r for r in rows if not r["owned"]]
     unreadable = sum(1 for r in facts.teams if r["league"] in codes and r["team_key"] is None)
     created = [t for k, t in staged.items() if k not in by_key]
+    ids = {
+        key: min(r["id"] for r in rows if r["owned"] or not any(x["owned"] for x in rows))
+        for key, rows in by_key.items()
+    }
+    matches, standings = _rows_adopted(cur, target, leagues, ids)
     return {
         "teams_adopted": len(adopted),
         "teams_already_the_pipelines": already,
@@ -429,7 +434,47 @@ def adoption_report(cur: psycopg.Cursor, target: Target, leagues, facts: TargetF
         ],
         "sample_created": [{"series": t.series_label, "team": t.team_name, "seen_in": t.seen_in} for t in created[:10]],
         "sample_left_as_they_are": [{"id": r["id"], "team": r["team_name"]} for r in unnamed[:10]],
+        **matches,
+        **standings,
     }
+
+
+def _norm(text) -> str:
+    return " ".join(str(text or "").split()).lower()
+
+
+def _rows_adopted(cur: psycopg.Cursor, target: Target, leagues, ids: dict) -> tuple[dict, dict]:
+    """Existing matches and standings rows the first run adopts (their teams' ids, the natural
+    key, the adopt_if_equal texts), and those it leaves to the app (its practices among them)."""
+    from league_import.sql import compose
+
+    codes = [lg.code for lg in leagues]
+    rows = cur.execute(compose("targetplan", "existing_matches"), {"codes": codes}).fetchall()
+    by_key = defaultdict(list)
+    for row_id, code, day, home, away, home_text, away_text in rows:
+        by_key[(code, day, home, away)].append((row_id, _norm(home_text), _norm(away_text)))
+    compared = target.entity("schedule").adopt_if_equal
+    adopted = set()
+    for league in leagues:
+        for key, day, _at, home, away, _loc, _label, home_name, away_name in league.schedule:
+            home_id, away_id = ids.get((league.code, key, home)), ids.get((league.code, key, away))
+            if (home and home_id is None) or (away and away_id is None):
+                continue  # a match of a team the run creates: nothing to adopt
+            texts = {"home_team": _norm(home_name), "away_team": _norm(away_name)}
+            for row_id, home_text, away_text in sorted(by_key.get((league.code, day, home_id, away_id), ())):
+                stored = {"home_team": home_text, "away_team": away_text}
+                if row_id not in adopted and all(stored[c] == texts[c] for c in compared if c in texts):
+                    adopted.add(row_id)
+                    break
+    standings = cur.execute(compose("targetplan", "existing_standings"), {"codes": codes}).fetchall()
+    team_ids = {
+        (lg.code, i) for lg in leagues for key, team_key, *_ in lg.stats if (i := ids.get((lg.code, key, team_key)))
+    }
+    kept = {team for _, code, team in standings if (code, team) in team_ids}
+    return (
+        {"matches_adopted": len(adopted), "matches_left_to_the_app": len(rows) - len(adopted)},
+        {"standings_adopted": len(kept), "standings_left_to_the_app": len(standings) - len(kept)},
+    )
 
 
 def describe(plan: Plan) -> str:
@@ -460,6 +505,10 @@ def describe(plan: Plan) -> str:
         ]
         lines += [f"  e.g. created: {s['team']} ({s['series']}; {s['seen_in']})" for s in a["sample_created"][:5]]
         lines += [f"  e.g. left as it is: team {s['id']} {s['team']!r}" for s in a["sample_left_as_they_are"][:5]]
-        lines.append("- matches and standings rows of those teams are adopted by their natural key on the first run")
+        lines += [
+            f"- matches adopted: {a['matches_adopted']}; the app's rows of schedule left to it (its practices "
+            f"among them): {a['matches_left_to_the_app']}",
+            f"- standings rows adopted: {a['standings_adopted']}; left to the app: {a['standings_left_to_the_app']}",
+        ]
     lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -75,6 +76,7 @@ def test_the_apps_database_is_adopted_and_every_row_stays_on_its_real_team(leagu
         check = make_plan(conn, target.load(app_demo.APP_MAPPING), read_leagues(FRESH_DEMO, []))
     assert check.adoption["teams_adopted"] == len(teams_before) == 496
     assert check.adoption["teams_created"] == 41 and check.adoption["teams_left_as_they_are"] == 0
+    assert check.adoption["matches_left_to_the_app"] == USERS  # the app's practices, not taken for matches
     assert cli.main(["target", "apply"]) == 0
     capsys.readouterr()
 
@@ -83,10 +85,10 @@ def test_the_apps_database_is_adopted_and_every_row_stays_on_its_real_team(leagu
     with psycopg.connect(old_app) as conn:
         report = latest(conn)
         adopted = report["upsert_teams"]["adopted"]
-        assert adopted["teams"] == 496 and adopted["series_stats"] == 496
-        assert adopted["schedule"] == one(conn, "SELECT count(*) FROM etl.state_schedule") - report["upsert_teams"][
-            "leagues"
-        ][LEAGUE]["schedule_created"]
+        # What check said adoption would match is what the run adopted.
+        assert adopted["teams"] == check.adoption["teams_adopted"]
+        assert adopted["schedule"] == check.adoption["matches_adopted"] == 4931 - 685
+        assert adopted["series_stats"] == check.adoption["standings_adopted"] == 496
         teams_after = dict(q(conn, "SELECT id, team_name FROM teams"))
         assert {i: teams_after[i] for i in teams_before} == teams_before  # 0 team ids changed
         assert len(teams_after) - len(teams_before) == 41
@@ -138,3 +140,56 @@ def test_the_apps_database_is_adopted_and_every_row_stays_on_its_real_team(leagu
         archived = one(conn, "SELECT count(*) FROM etl_archive.schedule WHERE reason = 'left_sources'")
         assert archived >= 4931
         assert json.dumps(report["health_check"]["status"]) == '"ok"'
+
+
+OLDER = Path(__file__).resolve().parents[1] / "data"
+
+
+def test_an_older_state_of_the_app_series_linked_display_names_and_triggers(league_dag, db_uri, monkeypatch):
+    """The mapping expresses an older schema: series tied to leagues by a link table, required
+    display names filled from the record, the app's triggers listed. One series the old importer
+    never wrote is created, linked to its league."""
+    app_demo.load_schema(db_uri)
+    with psycopg.connect(db_uri) as conn:
+        app_demo.fill_like_old_importer(conn, FRESH_DEMO)
+        app_demo.add_user_rows(conn, USERS)
+        gone = "Series 38"  # its teams, matches and standings were never written by the old importer
+        of_series = "(SELECT t.id FROM teams t JOIN series s ON s.id = t.series_id WHERE s.name = %(s)s)"
+        referencing = [t for t, c in app_demo.team_references(conn) if c == "team_id"]
+        for statement in (
+            f"DELETE FROM schedule WHERE home_team_id IN {of_series} OR away_team_id IN {of_series}",
+            "DELETE FROM series_stats WHERE series = %(s)s",
+            f"DELETE FROM {{}} WHERE team_id IN {of_series}",
+            "DELETE FROM teams WHERE series_id = (SELECT id FROM series WHERE name = %(s)s)",
+            "DELETE FROM series WHERE name = %(s)s",
+        ):
+            tables = referencing if "{}" in statement else [None]
+            for table in tables:
+                conn.execute(statement.format(table) if table else statement, {"s": gone})
+        conn.execute((OLDER / "league_app_older.sql").read_text())
+        conn.commit()
+        teams_before = dict(q(conn, "SELECT id, team_name FROM teams"))
+        placed = app_demo.placement(conn)
+    monkeypatch.setenv("LEAGUE_IMPORT_TARGET", str(OLDER / "league_app_older.toml"))
+    assert cli.main(["target", "apply"]) == 0
+
+    assert league_dag.test(run_conf=CONF).state == "success"
+    with psycopg.connect(db_uri) as conn:
+        teams = dict(q(conn, "SELECT id, team_name FROM teams"))
+        assert {i: teams[i] for i in teams_before} == teams_before
+        assert one(conn, "SELECT count(*) FROM teams WHERE display_name IS DISTINCT FROM team_name") == 0
+        linked = q(
+            conn,
+            "SELECT s.display_name, l.league_id FROM series s JOIN series_leagues l ON l.series_id = s.id "
+            "WHERE s.name = %s",
+            gone,
+        )
+        assert linked == [(gone, 1)]
+        assert one(conn, "SELECT count(*) FROM teams t JOIN series s ON s.id = t.series_id WHERE s.name = %s", gone) > 0
+        assert app_demo.placement(conn) == placed
+        app_demo.restart_identity_churn(conn)
+
+    assert league_dag.test(run_conf=CONF).state == "success"
+    with psycopg.connect(db_uri) as conn:
+        assert app_demo.placement(conn) == placed
+        assert latest(conn)["health_check"]["status"] == "ok"

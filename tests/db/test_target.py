@@ -235,3 +235,39 @@ def _failing_change(cur, target):
     from league_import.targetplan import Change
 
     return [Change("a change that fails", [sql.SQL("ALTER TABLE teams DROP CONSTRAINT no_such_constraint")])]
+
+
+def test_renamed_tables_and_columns_are_only_other_names(db_uri, tmp_path, monkeypatch, run_cli):
+    """The same app with its teams table and two columns renamed: a mapping naming them adopts
+    and loads it as it does the app's own names."""
+    from helpers import night
+
+    app_demo.load_schema(db_uri)
+    with psycopg.connect(db_uri) as conn:
+        app_demo.fill_like_old_importer(conn, FRESH_DEMO)
+        conn.execute("ALTER TABLE teams RENAME TO league_teams")
+        conn.execute("ALTER TABLE league_teams RENAME COLUMN team_name TO display")
+        conn.execute("ALTER TABLE schedule RENAME COLUMN location TO venue")
+        conn.commit()
+        before = dict(q(conn, "SELECT id, display FROM league_teams"))
+    text = MAPPING.read_text()
+    for old, new in (
+        ('[teams]\ntable = "teams"', '[teams]\ntable = "league_teams"'),
+        ('team_name = "team_name"', 'display = "team_name"'),
+        ('location = "location"', 'venue = "location"'),
+        ('replace_with = ["league_id", "series_id", "team_name"]', 'replace_with = ["league_id", "series_id", "display"]'),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "renamed.toml"
+    path.write_text(text)
+    monkeypatch.setenv("LEAGUE_IMPORT_TARGET", str(path))
+    code, out = run_cli(["target", "apply"])
+    assert code == 0, out
+    with psycopg.connect(db_uri) as conn:
+        checks = night(conn, "renamed-1")
+        assert [c for c in checks if c.status == "error"] == []
+        after = dict(q(conn, "SELECT id, display FROM league_teams"))
+        assert {i: after[i] for i in before} == before and len(after) == 537
+        assert q(conn, "SELECT home_team, away_team, venue FROM schedule WHERE venue IS NULL") == []
+        assert one(conn, "SELECT count(*) FROM etl.state_teams") == 537

@@ -187,10 +187,7 @@ CREATE TABLE IF NOT EXISTS etl.team_key_map (
 CREATE INDEX IF NOT EXISTS team_key_map_natural_key ON etl.team_key_map (league_code, series_key, team_key);
 
 -- Backups, keyed by run id: a retried backup replaces its own rows, never appends.
-CREATE TABLE IF NOT EXISTS etl.backup_teams (
-    run_id text NOT NULL,
-    LIKE public.teams
-);
+{backup_teams}
 CREATE INDEX IF NOT EXISTS backup_teams_run_id ON etl.backup_teams (run_id);
 
 CREATE TABLE IF NOT EXISTS etl.backup_refs (
@@ -247,12 +244,18 @@ CREATE TABLE IF NOT EXISTS etl.run_lock (
 """
 
 
+# The first release's copy of its teams; on an app's database revision 0006 gives it its columns.
+BACKUP_TEAMS = "CREATE TABLE IF NOT EXISTS etl.backup_teams (run_id text NOT NULL, LIKE public.teams);"
+BACKUP_TEAMS_APP = "CREATE TABLE IF NOT EXISTS etl.backup_teams (run_id text NOT NULL);"
+
+
 def upgrade() -> None:
     # The data tables only on a target the pipeline owns (CONTRACT section 4): an app's database
     # has its own, which the pipeline never creates or changes here (league_import.target).
-    if op.get_context().config.attributes.get("owns_tables", True):
+    owns = op.get_context().config.attributes.get("owns_tables", True)
+    if owns:
         op.get_bind().exec_driver_sql(DATA_TABLES)
-    op.get_bind().exec_driver_sql(SCHEMA)
+    op.get_bind().exec_driver_sql(SCHEMA.replace("{backup_teams}", BACKUP_TEAMS if owns else BACKUP_TEAMS_APP))
 
 
 def downgrade() -> None:
