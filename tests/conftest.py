@@ -123,3 +123,18 @@ def clean_end_state(league_dag, pg_server):
     yield state
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier("fault_reference")))
+
+
+# CI proves that the tests needing chromium, Redis and docker-compose ran (.ci/run installs them
+# and sets this); on a machine without them they skip, each saying why.
+NO_SKIPS = os.environ.get("LEAGUE_IMPORT_NO_SKIPS") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if NO_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and LEAGUE_IMPORT_NO_SKIPS=1 allows no skip: {reason}"

@@ -3,10 +3,18 @@
 -- {order} are identifiers composed with psycopg.sql; values are bound parameters.
 -- GROUP BY and DISTINCT ON treat NULLs as equal, matching UNIQUE NULLS NOT DISTINCT.
 
+-- name: deadlock_timeout_ms
+SELECT (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000)::integer;
+
+-- name: lock_exclusive
+-- A table this one points at, or that points at it: readers go on, writers wait for the commit
+-- (so no row of it is locked by another transaction while the step works).
+LOCK TABLE {table} IN EXCLUSIVE MODE;
+
 -- name: lock_table
--- Writers wait until the table is clean and its constraint is in place; readers go on, except
--- during a truncate-and-reload, whose TRUNCATE holds an exclusive lock until the commit.
-LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE;
+-- The table itself, for the whole step, in the mode its last statements need (TRUNCATE, ADD
+-- CONSTRAINT): taken at once, never raised from a weaker one (a raise is how deadlocks start).
+LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;
 
 -- name: keep_lowest
 -- One survivor per key, the lowest id (ctid where there is none): a hash aggregate, one pass.
@@ -59,31 +67,16 @@ WHERE t.id <> k.keep_ref;
 CREATE TEMP TABLE dedup_survivors ON COMMIT DROP AS
 SELECT t.* FROM {table} t JOIN dedup_keep k ON k.keep_ref = t.{ref};
 
--- name: delete_kept
--- The heap-move plan: the survivors (saved in dedup_survivors) leave the heap that becomes the
--- archive batch; found by the primary key or by ctid.
-DELETE FROM {table} t
-WHERE t.{ref} = ANY (%(keep)s::{ref_type}[]);
-
--- name: lock_wait
-SELECT current_setting('lock_timeout');
-
 -- name: set_lock_wait
 SELECT set_config('lock_timeout', %(wait)s, true);
-
--- name: lock_referenced
--- The heap move drops the old table's foreign keys and adds the new one's, which locks the tables
--- they point at until the commit: taken before any change, or not at all (league_import.dedup).
-LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE;
-
--- name: reload_survivors
--- {columns}: all but generated ones, which the table computes again.
-INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM dedup_survivors;
 
 -- name: truncate_reload
 -- Only for tables nothing references: cheaper than deleting most of a large table.
 TRUNCATE {table};
 INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM dedup_survivors;
+
+-- name: analyze
+ANALYZE {table};
 
 -- name: count_rows
 SELECT count(*) FROM {table};

@@ -2,10 +2,7 @@
 
 Rows are inserted into etl_archive.<table>. A large batch is written instead as a table of its
 own, etl_archive.<table>__<id>, that inherits from etl_archive.<table>: reading the archive sees
-its rows too, and writing it costs about one copy of the rows instead of two. When every row of a
-table goes (deduplicating the 3.47 M-row incident, once the few survivors are set aside), the
-table's own heap becomes the batch and the table is created anew: no row is copied at all
-(docs/benchmarks.md).
+its rows too, and writing it costs about one copy of the rows instead of two (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -17,14 +14,10 @@ import psycopg
 from psycopg import sql
 
 from league_import import pgcatalog
-from league_import.constraints import add_as_defined, drop_constraint
 from league_import.sql import run, statements
 
 ARCHIVE_SCHEMA = "etl_archive"
 EXTRA_COLUMNS = (("run_id", "text"), ("reason", "text"), ("archived_at", "timestamptz NOT NULL DEFAULT now()"))
-PRIVILEGES = frozenset(
-    {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN", "USAGE"}
-)
 
 NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
@@ -130,119 +123,3 @@ def _attach_batch(
         adds = [sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(n), sql.SQL(k)) for n, k in missing]
         cur.execute(sql.SQL("ALTER TABLE {} ").format(batch) + sql.SQL(", ").join(adds))
     cur.execute(sql.SQL(q["attach_batch"]).format(batch=batch, archive=sql.Identifier(ARCHIVE_SCHEMA, table)))
-
-
-def archive_table(cur: psycopg.Cursor, table: str, run_id: str, reason: str) -> str:
-    """Move every row of public.<table> to the archive without copying one; returns the batch's name.
-
-    The table's heap becomes the batch etl_archive.<table>__<id>, and public.<table> is created
-    anew, empty, with the same columns, defaults, identity position, keys, checks, foreign keys,
-    indexes (by their names), privileges and comment. Only for a table on which
-    pgcatalog.heap_move_blockers finds nothing (no view, trigger, policy, publication or key
-    elsewhere names it), with its lock held by the caller; it all commits or rolls back with the
-    caller's transaction.
-    """
-    live = ensure_archive(cur, table)
-    old = pgcatalog.table_definition(cur, table)
-    suffix = uuid.uuid4().hex[:12]
-    source = sql.Identifier("public", table)
-    batch_name, fresh_name = _batch_name(table, suffix), _batch_name(table, f"new_{suffix}")
-    identity = [c.sequence for c in old.columns if c.identity]
-    sequence_state = {
-        name: _run(cur, "sequence_state", sequence=sql.Identifier("public", name)).fetchone() for name in identity
-    }
-    sequence_privileges = {
-        name: pgcatalog.privileges(cur, pgcatalog.qualified(cur, "public", name)) for name in identity
-    }
-    _run(cur, "create_like", table=source, fresh=sql.Identifier("public", fresh_name))
-    fresh_sequences = {c.name: c.sequence for c in pgcatalog.column_definitions(cur, fresh_name) if c.identity}
-
-    # The old table keeps nothing the archive must not have: keys, indexes, defaults, privileges.
-    for name, _ in reversed(old.constraints):
-        drop_constraint(cur, table, name)
-    for name, _ in old.indexes:
-        _run(cur, "drop_index", index=sql.Identifier("public", name))
-    for c in old.columns:
-        if c.sequence and not c.identity:  # a serial: the sequence stays, the new table's default uses it
-            _run(cur, "disown_sequence", sequence=sql.Identifier("public", c.sequence))
-    actions = [action for c in old.columns for action in _strip(c)]
-    if actions:
-        _run(cur, "alter_columns", table=source, actions=sql.SQL(", ").join(actions))
-    _set_privileges(cur, "TABLE", "public", table, set())
-    _run(
-        cur,
-        "move_to_archive",
-        table=source,
-        batch_name=sql.Identifier(batch_name),
-        renamed=sql.Identifier("public", batch_name),
-    )
-    _attach_batch(cur, table, sql.Identifier(ARCHIVE_SCHEMA, batch_name), live, run_id, reason)
-
-    # The new table takes the name and everything the old one had.
-    _run(cur, "rename_table", table=sql.Identifier("public", fresh_name), name=sql.Identifier(table))
-    for c in old.columns:
-        if c.identity:
-            _run(
-                cur,
-                "rename_sequence",
-                sequence=sql.Identifier("public", fresh_sequences[c.name]),
-                name=sql.Identifier(c.sequence),
-            )
-            last_value, is_called = sequence_state[c.sequence]
-            params = {"sequence": pgcatalog.qualified(cur, "public", c.sequence), "last_value": last_value}
-            _run(cur, "set_sequence", {**params, "is_called": is_called})
-            _set_privileges(cur, "SEQUENCE", "public", c.sequence, sequence_privileges[c.sequence])
-        elif c.sequence:
-            _run(
-                cur,
-                "own_sequence",
-                sequence=sql.Identifier("public", c.sequence),
-                column=sql.Identifier("public", table, c.name),
-            )
-    for _, definition in old.indexes:  # first: a foreign key may rest on a unique index
-        _run(cur, "create_index", definition=sql.SQL(definition))
-    for name, definition in old.constraints:
-        add_as_defined(cur, table, name, definition)
-    _set_privileges(cur, "TABLE", "public", table, old.privileges)
-    if old.comment is not None:
-        _run(cur, "comment_table", table=source, comment=sql.Literal(old.comment))
-    return batch_name
-
-
-def _strip(column: pgcatalog.ColumnDefinition) -> list[sql.Composable]:
-    """The ALTER TABLE actions that leave a column of the old table a plain archive column."""
-    name = sql.Identifier(column.name)
-    actions = []
-    if column.identity:
-        actions.append(sql.SQL("ALTER COLUMN {} DROP IDENTITY").format(name))
-    elif column.generated:
-        actions.append(sql.SQL("ALTER COLUMN {} DROP EXPRESSION").format(name))
-    elif column.has_default:
-        actions.append(sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(name))
-    if column.not_null:
-        actions.append(sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(name))
-    return actions
-
-
-def _set_privileges(
-    cur: psycopg.Cursor, kind: str, schema: str, name: str, wanted: set[tuple[str | None, str, bool]]
-) -> None:
-    """Make the privileges on a table or sequence (its owner's aside) exactly `wanted`: revoke
-    what is not wanted (a grant option included), then grant what is missing."""
-    regclass = pgcatalog.qualified(cur, schema, name)
-    parts = {"kind": sql.SQL(kind), "relation": sql.Identifier(schema, name)}
-    for grantee, privilege, _ in pgcatalog.privileges(cur, regclass) - wanted:
-        _run(cur, "revoke", privilege=_privilege(privilege), grantee=_grantee(grantee), **parts)
-    for grantee, privilege, grantable in wanted - pgcatalog.privileges(cur, regclass):
-        option = sql.SQL("WITH GRANT OPTION" if grantable else "")
-        _run(cur, "grant", privilege=_privilege(privilege), grantee=_grantee(grantee), option=option, **parts)
-
-
-def _privilege(privilege: str) -> sql.SQL:
-    if privilege not in PRIVILEGES:  # a keyword from aclexplode(), never user input; checked all the same
-        raise ValueError(f"unknown privilege {privilege!r}")
-    return sql.SQL(privilege)
-
-
-def _grantee(grantee: str | None) -> sql.Composable:
-    return sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)

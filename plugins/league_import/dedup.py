@@ -1,33 +1,37 @@
 """Remove duplicate rows on a natural key, archive them, and make the key UNIQUE.
 
-One transaction per table: a retry, or a run killed midway, starts again from the same state.
-The plan depends on the share of duplicates. When most rows go and nothing references the table,
-the survivors are set aside and the table's heap, every other row in it, becomes an archive
-batch while the table is created anew (archive.archive_table: no row copied, so the 3.47 M-row
-incident costs about one scan); a table with something the new one could not carry over (a view,
-a trigger, a publication: pgcatalog.heap_move_blockers) instead has its removed rows copied to a
-batch, is truncated, and gets its survivors back. Otherwise the removed rows are archived and
-deleted against the keep-set. A referenced table is never replaced or truncated: references to a
-removed duplicate move to its survivor first.
+One transaction per table: a retry, or a run killed midway, starts again from the same state,
+and the table keeps its definition (columns, options, storage, privileges, comments) but for the
+added key, with fresh planner statistics. When most rows go and nothing references the table,
+the removed rows are copied to an archive batch in one pass, the table is truncated and its
+survivors put back; otherwise the removed rows are archived and deleted against the keep-set. A
+referenced table is never truncated: references to a removed duplicate move to its survivor first.
+
+Locks: before it reads, the step takes every lock it will need, in one order (the tables the
+table points at and those that point at it, EXCLUSIVE; then the table, ACCESS EXCLUSIVE), each
+wait bounded well under the server's deadlock_timeout. An app transaction that holds one of them
+and waits for another makes the step give way (it lets go of all, and tries again a moment
+later), never the app: the step holds nothing while it waits, and no other lock is waited for
+once it holds them (no row of those tables can be locked by another transaction meanwhile).
 """
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 from psycopg import Connection, Cursor, Rollback, sql
 from psycopg.errors import LockNotAvailable
 
-from league_import.archive import archive_bulk, archive_rows, archive_table, live_columns
+from league_import.archive import archive_bulk, archive_rows, live_columns
 from league_import.catalog import NaturalKey, references
 from league_import.constraints import add_unique, sample_key
-from league_import.errors import CountMismatchError
+from league_import.errors import CountMismatchError, LockBusyError
 from league_import.history import keep_order, repoint_references
 from league_import.pgcatalog import (
     column_definitions,
     foreign_keys,
     has_unique,
-    heap_move_blockers,
     referenced_tables,
     references_to,
 )
@@ -35,7 +39,8 @@ from league_import.sql import run, statements
 
 TRUNCATE_SHARE = 0.5  # above this share of duplicates, truncate-and-reload beats DELETE
 KEEP_LIST_MAX = 100_000  # up to this many survivors, the keep-set is passed as an array
-MOVE_LOCK_WAIT = "100ms"  # the longest the heap move waits for the tables its foreign keys reference
+LOCK_WAIT_MS = 100  # the longest one lock is waited for (and never more than half the deadlock_timeout)
+LOCK_PATIENCE_S = 60.0  # how long the step keeps trying for its locks before Airflow's retry
 
 _run = partial(run, "dedup")
 
@@ -47,18 +52,33 @@ def _referencing(cur: Cursor, table: str) -> list[tuple[str, str]]:
     return list(dict.fromkeys([*found, *declared]))
 
 
-def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool = False, sample: int = 5) -> dict:
+def deduplicate(
+    conn: Connection,
+    key: NaturalKey,
+    run_id: str,
+    *,
+    dry_run: bool = False,
+    sample: int = 5,
+    add_key: bool | None = None,
+) -> dict:
     """Keep one row per key (the lowest id, or key.keep_order), archive the rest, add the UNIQUE key.
 
     A table whose key is already enforced by a valid unique index cannot hold duplicates: it is
-    neither scanned nor locked (the app's writers never wait on a clean table).
+    neither scanned nor locked (the app's writers never wait on a clean table). The key is added
+    where the pipeline owns the tables (`add_key`: by default); on an app's database only `target
+    apply` adds it.
     """
+    if add_key is None:
+        from league_import.target import current
+
+        add_key = current().owns_tables
     table = sql.Identifier("public", key.table)
     key_cols = sql.SQL(", ").join(map(sql.Identifier, key.columns))
     with conn.transaction() as tx, conn.cursor() as cur:
         if has_unique(cur, key.table, key.columns):
             return {"table": key.table, "duplicates": 0, "plan": "enforced", "unique_added": False}
-        _run(cur, "lock_table", table=table)
+        referencing = _referencing(cur, key.table)
+        _lock(conn, cur, key.table, referencing)
         has_id = any(name == "id" for name, _ in live_columns(cur, key.table))
         ref = sql.Identifier("id") if has_id else sql.SQL("ctid")
         if key.keep_order:
@@ -76,81 +96,63 @@ def deduplicate(conn: Connection, key: NaturalKey, run_id: str, *, dry_run: bool
             ).fetchall()
         ]
         if removed:
-            referencing = _referencing(cur, key.table)
             if referencing:
                 report["repointed"] = _repoint(cur, key, referencing, run_id)
             predicate, params = sql.SQL(statements("dedup")["not_kept"]).format(ref=ref), {}
-            ref_type = sql.SQL("bigint" if has_id else "tid")
             most_go = removed > total * TRUNCATE_SHARE
             bulk = most_go and kept <= KEEP_LIST_MAX
             if bulk:  # most rows go, few stay: the keep-set as a hashed array, the archive as one batch
                 params["keep"] = _run(cur, "keep_list").fetchone()[0]
+                ref_type = sql.SQL("bigint" if has_id else "tid")
                 predicate = sql.SQL(statements("dedup")["not_in_keep_list"]).format(ref=ref, ref_type=ref_type)
             report["plan"] = "delete"
             if most_go and not referencing:
                 _run(cur, "save_survivors", table=table, ref=ref)
                 if not _survivors_break_foreign_keys(cur, key.table):
                     report["plan"] = "truncate_reload"
-                    if bulk:
-                        blockers = heap_move_blockers(cur, key.table)
-                        if blockers:
-                            report["move_blocked_by"] = blockers
-                        else:
-                            report["plan"] = "move_heap"
-            if report["plan"] == "move_heap":
-                archived = _move_heap(cur, key, params, ref, ref_type, kept, run_id)
-                if archived is None:
-                    report["plan"], report["move_blocked_by"] = "truncate_reload", ["a referenced table is in use"]
-            if report["plan"] != "move_heap":
-                archive = archive_bulk if bulk else archive_rows
-                archived = archive(cur, key.table, predicate, params, run_id, "duplicate")
-                if report["plan"] == "truncate_reload":
-                    _run(cur, "truncate_reload", table=table, columns=_stored_columns(cur, key.table))
-                else:
-                    _run(cur, "delete_not_kept", params, table=table, predicate=predicate)
+            archive = archive_bulk if bulk else archive_rows
+            archived = archive(cur, key.table, predicate, params, run_id, "duplicate")
+            if report["plan"] == "truncate_reload":
+                _run(cur, "truncate_reload", table=table, columns=_stored_columns(cur, key.table))
+            else:
+                _run(cur, "delete_not_kept", params, table=table, predicate=predicate)
             after = _run(cur, "count_rows", table=table).fetchone()[0]
             if archived != removed or after != kept:
                 raise CountMismatchError(
                     f"{key.table}: {removed} duplicates, but {archived} archived and {total - after} removed"
                 )
             report["archived"] = archived
+            _run(cur, "analyze", table=table)  # the planner's statistics of the table as it is now
         report["rows_after"] = kept
-        report["unique_added"] = _ensure_unique(cur, key)
+        report["unique_added"] = _ensure_unique(cur, key) if add_key else False
         if dry_run:
             raise Rollback(tx)
     return report
 
 
-def _move_heap(
-    cur: Cursor, key: NaturalKey, params: dict, ref: sql.Composable, ref_type: sql.Composable, kept: int, run_id: str
-) -> int | None:
-    """The survivors (saved) leave the table, whose heap then becomes the archive batch
-    (archive.archive_table) and the table is created anew for them; returns the rows archived.
-
-    Moving drops the old table's foreign keys and adds the new one's, which locks the tables they
-    point at (`teams`) until the commit. Those locks are taken first, waiting at most
-    MOVE_LOCK_WAIT: an app transaction that holds one of them and waits for this table would
-    otherwise deadlock with the step. Not granted in time, nothing has changed (a savepoint) and
-    None tells the caller to copy instead.
-    """
-    table = sql.Identifier("public", key.table)
-    try:
-        with cur.connection.transaction():
-            taken = _run(cur, "delete_kept", params, table=table, ref=ref, ref_type=ref_type).rowcount
-            if taken != kept:
-                raise CountMismatchError(f"{key.table}: {kept} survivors, but {taken} set aside")
-            moving = _run(cur, "count_rows", table=table).fetchone()[0]  # the heap's rows, counted before the move
-            referenced = referenced_tables(cur, key.table)
-            if referenced:
-                wait = _run(cur, "lock_wait").fetchone()[0]
-                _run(cur, "set_lock_wait", {"wait": MOVE_LOCK_WAIT})
-                _run(cur, "lock_referenced", tables=sql.SQL(", ").join(sql.Identifier(*t) for t in referenced))
-                _run(cur, "set_lock_wait", {"wait": wait})
-    except LockNotAvailable:
-        return None
-    archive_table(cur, key.table, run_id, "duplicate")
-    _run(cur, "reload_survivors", table=table, columns=_stored_columns(cur, key.table))
-    return moving
+def _lock(conn: Connection, cur: Cursor, table: str, referencing: list[tuple[str, str]]) -> None:
+    """Every lock the step needs, in one order, each wait bounded (see the module's doc); tried
+    again after a pause while another transaction holds one, for LOCK_PATIENCE_S at most."""
+    referenced = {name for schema, name in referenced_tables(cur, table) if schema == "public"}
+    others = ({t for t, _ in referencing} | referenced) - {table}
+    wait = min(LOCK_WAIT_MS, _run(cur, "deadlock_timeout_ms").fetchone()[0] // 2)
+    deadline, pause = time.monotonic() + LOCK_PATIENCE_S, 0.05
+    while True:
+        try:
+            with conn.transaction():  # a savepoint: a lock not granted lets go of the ones taken
+                _run(cur, "set_lock_wait", {"wait": f"{wait}ms"})
+                for name in sorted(others):
+                    _run(cur, "lock_exclusive", table=sql.Identifier("public", name))
+                _run(cur, "lock_table", table=sql.Identifier("public", table))
+            return
+        except LockNotAvailable:
+            if time.monotonic() > deadline:
+                raise LockBusyError(
+                    f"{table}: other transactions kept a lock the deduplication needs for {LOCK_PATIENCE_S:g} s; "
+                    "nothing was changed (retried)"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def _stored_columns(cur: Cursor, table: str) -> sql.Composable:

@@ -43,17 +43,6 @@ class ColumnDefinition:
     sequence: str | None  # the identity or serial sequence, by name in the table's schema
 
 
-@dataclass(frozen=True)
-class TableDefinition:
-    """What creating a table anew must give back: read before its heap moves to the archive."""
-
-    constraints: list[tuple[str, str]]  # (name, definition), keys before foreign keys
-    indexes: list[tuple[str, str]]  # (name, CREATE INDEX statement) of indexes backing no constraint
-    columns: list[ColumnDefinition]
-    privileges: set[tuple[str | None, str, bool]]
-    comment: str | None
-
-
 def qualified(cur: Cursor, schema: str, table: str) -> str:
     """A quoted schema.table, for the statements that take a regclass as text."""
     return sql.Identifier(schema, table).as_string(cur)
@@ -125,31 +114,10 @@ def advisory_lock_holder(cur: Cursor, key: int) -> tuple | None:
     return _run(cur, "advisory_lock_holder", {"key": key}).fetchone()
 
 
-def heap_move_blockers(cur: Cursor, table: str) -> list[str]:
-    """Why public.<table> cannot be replaced by a new table of the same definition (empty: it can)."""
-    return [r[0] for r in _run(cur, "heap_move_blockers", {"table": qualified(cur, "public", table)}).fetchall()]
-
-
-def privileges(cur: Cursor, relation: str) -> set[tuple[str | None, str, bool]]:
-    """(grantee or None for PUBLIC, privilege, grantable) on a table or sequence, its owner aside."""
-    return {tuple(r) for r in _run(cur, "privileges", {"relation": relation}).fetchall()}
-
-
 def column_definitions(cur: Cursor, table: str) -> list[ColumnDefinition]:
     """public.<table>'s columns in order, with identity, generated, default, NOT NULL and sequence."""
     params = {"table": qualified(cur, "public", table)}
     return [ColumnDefinition(*r) for r in _run(cur, "table_definition_columns", params).fetchall()]
-
-
-def table_definition(cur: Cursor, table: str) -> TableDefinition:
-    params = {"table": qualified(cur, "public", table)}
-    return TableDefinition(
-        constraints=[tuple(r) for r in _run(cur, "table_definition_constraints", params).fetchall()],
-        indexes=[tuple(r) for r in _run(cur, "table_definition_indexes", params).fetchall()],
-        columns=column_definitions(cur, table),
-        privileges=privileges(cur, params["table"]),
-        comment=_run(cur, "table_comment", params).fetchone()[0],
-    )
 
 
 def referenced_tables(cur: Cursor, table: str) -> list[tuple[str, str]]:

@@ -210,7 +210,7 @@ def apply(conn: psycopg.Connection, target: Target, *, by: str) -> list[str]:
                 cur.execute(statement)
         for key in target.natural_keys():  # duplicates archived first, then the key (deduplicate)
             if not pgcatalog.has_unique(cur, key.table, key.columns):
-                deduplicate(conn, key, run_id)
+                deduplicate(conn, key, run_id, add_key=True)
         for ref in target.references():
             add_reference(conn, cur, ref)
         for change in plan.changes:

@@ -73,7 +73,7 @@ def test_one_run_leaves_41_sessions_and_archives_every_copy(league_dag, db_uri):
         conn.rollback()
         report = conn.execute("SELECT report FROM etl.runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
         dedup = report["deduplicate"]["tables"]["practice_times"]
-        assert (dedup["duplicates"], dedup["plan"], dedup["unique_added"]) == (ROWS - SESSIONS, "move_heap", True)
+        assert (dedup["duplicates"], dedup["plan"], dedup["unique_added"]) == (ROWS - SESSIONS, "truncate_reload", True)
 
         # The next night: nothing more to remove, nothing appended to the archive.
         assert league_dag.test(run_conf=CONF).state == "success"
