@@ -211,11 +211,10 @@ def timed_floor(conn: psycopg.Connection, source: Path, club_id: int) -> tuple[f
         deferred = foreign_key_definitions(cur, ["teams", "schedule", "series_stats"])
         for table, name, _ in deferred:
             drop_constraint(cur, table, name)
-        written = {
-            "teams": cur.execute(FLOOR_INSERT, {"club_id": club_id}).rowcount,
-            "schedule": cur.execute(FLOOR_MATCHES).rowcount,
-            "stats": cur.execute(FLOOR_STATS).rowcount,
-        }
+        cur.execute("ANALYZE public.floor_teams, public.floor_matches, public.floor_stats")  # planned as sized
+        written = {"teams": cur.execute(FLOOR_INSERT, {"club_id": club_id}).rowcount}
+        cur.execute("ANALYZE public.teams")
+        written |= {"schedule": cur.execute(FLOOR_MATCHES).rowcount, "stats": cur.execute(FLOOR_STATS).rowcount}
         for table, name, definition in deferred:
             add_as_defined(cur, table, name, definition)
     conn.commit()

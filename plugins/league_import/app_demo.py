@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -62,68 +63,69 @@ def fill_like_old_importer(conn: psycopg.Connection, source_dir: Path) -> dict:
     series was refused by the app's UNIQUE and dropped, with its matches and standings), the
     teams named as the standings spell them; matches with both names as the schedule spells them;
     standings with the scraper's figures. Returns the counts written."""
-    leagues = read_leagues(source_dir, [])
     counts = {"teams_dropped": 0}
     with conn.cursor() as cur:
-        for league in leagues:
+        for league in read_leagues(source_dir, []):
             league_id = cur.execute(
                 "INSERT INTO leagues (league_id, league_name, created_at) VALUES (%s, %s, now()) RETURNING id",
                 (league.code, league.code.replace("_", " ").title()),
             ).fetchone()[0]
-            clubs: dict[str, int] = {}
-            series: dict[str, int] = {}
-            teams: dict[tuple[str, str], int] = {}  # (series key, team key) -> id
-            by_club: dict[tuple[str, str], int] = {}  # (club key, series key) -> id: one team each
+            kept, by_club = [], set()
             for team in sorted(league.teams, key=lambda t: (not t.in_stats, t.seen_in)):
-                if team.club_key not in clubs:
-                    found = cur.execute("SELECT id FROM clubs WHERE name = %s", (team.club,)).fetchone()
-                    clubs[team.club_key] = (
-                        found[0]
-                        if found
-                        else cur.execute("INSERT INTO clubs (name) VALUES (%s) RETURNING id", (team.club,)).fetchone()[
-                            0
-                        ]
-                    )
-                if team.series_key not in series:
-                    series[team.series_key] = cur.execute(
-                        "INSERT INTO series (name, league_id) VALUES (%s, %s) RETURNING id",
-                        (team.series_label, league_id),
-                    ).fetchone()[0]
                 if (team.club_key, team.series_key) in by_club:
                     counts["teams_dropped"] += 1
                     continue
-                team_id = cur.execute(
-                    "INSERT INTO teams (club_id, series_id, league_id, team_name, is_active, created_at) "
-                    "VALUES (%s, %s, %s, %s, true, now()) RETURNING id",
-                    (clubs[team.club_key], series[team.series_key], league_id, team.team_name),
-                ).fetchone()[0]
-                teams[(team.series_key, team.team_key)] = by_club[(team.club_key, team.series_key)] = team_id
+                by_club.add((team.club_key, team.series_key))
+                kept.append(team)
+            names = {t.club_key: t.club for t in kept}
+            found = dict(cur.execute("SELECT name, id FROM clubs WHERE name = ANY (%s)", (list(names.values()),)))
+            new = {key: name for key, name in names.items() if name not in found}
+            clubs = {key: found[name] for key, name in names.items() if name in found}
+            clubs |= _write(cur, "clubs", "name", {key: (name,) for key, name in new.items()})
+            labels = {t.series_key: (t.series_label, league_id) for t in kept}
+            series = _write(cur, "series", "name, league_id", labels)
+            rows = {
+                (t.series_key, t.team_key): (clubs[t.club_key], series[t.series_key], league_id, t.team_name)
+                for t in kept
+            }
+            teams = _write(cur, "teams", "club_id, series_id, league_id, team_name, is_active, created_at", rows, True)
             matches = []
             for key, day, at, home, away, location, _label, home_name, away_name in league.schedule:
                 home_id, away_id = teams.get((key, home)), teams.get((key, away))
                 if (home and home_id is None) or (away and away_id is None):
                     continue  # a match of a dropped team: dropped with it
                 matches.append((league_id, day, at, home_name, away_name, home_id, away_id, location))
-            cur.executemany(
-                "INSERT INTO schedule (league_id, match_date, match_time, home_team, away_team, home_team_id, "
-                "away_team_id, location, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())",
-                matches,
-            )
-            rows = []
+            columns = "league_id, match_date, match_time, home_team, away_team, home_team_id, away_team_id, location"
+            _copy(cur, "schedule", columns, matches)
+            standings = []
             for key, team_key, *figures, label, name in league.stats:
-                team_id = teams.get((key, team_key))
-                if team_id is not None:
-                    rows.append((league_id, label, name, series[key], team_id, *figures))
-            cur.executemany(
-                "INSERT INTO series_stats (league_id, series, team, series_id, team_id, points, matches_won, "
-                "matches_lost, matches_tied, lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, "
-                "games_won, games_lost, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, now())",
-                rows,
+                if (team_id := teams.get((key, team_key))) is not None:
+                    standings.append((league_id, label, name, series[key], team_id, *figures))
+            columns = (
+                "league_id, series, team, series_id, team_id, points, matches_won, matches_lost, matches_tied, "
+                "lines_won, lines_lost, lines_for, lines_ret, sets_won, sets_lost, games_won, games_lost"
             )
-            counts[league.code] = {"teams": len(teams), "schedule": len(matches), "series_stats": len(rows)}
+            _copy(cur, "series_stats", columns, standings)
+            counts[league.code] = {"teams": len(teams), "schedule": len(matches), "series_stats": len(standings)}
     conn.commit()
     return counts
+
+
+def _write(cur, table: str, columns: str, rows: dict, stamped: bool = False) -> dict:
+    """Rows (key -> values) written with ids drawn from the table's sequence; returns key -> id.
+    `stamped`: the values end with is_active and the insert time (true, now)."""
+    drawn = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
+    ids = [i for (i,) in cur.execute(drawn, (f"public.{table}", len(rows))).fetchall()]
+    out = dict(zip(rows, ids))
+    extra = (True, datetime.now(UTC)) if stamped else ()
+    _copy(cur, table, f"id, {columns}", [(out[key], *values, *extra) for key, values in rows.items()])
+    return out
+
+
+def _copy(cur, table: str, columns: str, rows: list[tuple]) -> None:
+    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), sql.SQL(columns))) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 USER_ROWS = """
