@@ -336,12 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         return done.exit_code
     except SystemExit as done:  # click's own usage errors
         return int(done.code or 0)
-    except Exception as exc:  # noqa: BLE001 (click.UsageError and friends: print, exit 2)
-        from click import ClickException
-
-        if isinstance(exc, ClickException):
-            exc.show()
-            return exc.exit_code
+    except Exception as exc:
+        # Usage errors (a missing argument, an unknown option or command) are click's exceptions,
+        # as vendored by Typer (typer._click): shown as click shows them, exit 2, no traceback.
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
         raise
     return code if isinstance(code, int) else 0
 

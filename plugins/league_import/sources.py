@@ -11,9 +11,11 @@ Every problem is reported at once, with its file, record index and field, capped
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import stat
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
@@ -35,31 +37,67 @@ MAX_LISTED = 20  # problems listed in one error; the rest are counted
 _CHUNK = 1024 * 1024
 
 Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]  # a number of matches, lines, sets, games or points
 
 
 class _Matches(msgspec.Struct, gc=False):
-    won: Int32
-    lost: Int32
-    tied: Int32
+    won: Count
+    lost: Count
+    tied: Count
 
 
 class _Lines(msgspec.Struct, gc=False):
-    won: Int32
-    lost: Int32
-    for_: Int32 = msgspec.field(name="for")
-    ret: Int32 = msgspec.field(name="ret")
+    won: Count
+    lost: Count
+    for_: Count = msgspec.field(name="for")
+    ret: Count = msgspec.field(name="ret")
 
 
 class _WonLost(msgspec.Struct, gc=False):
-    won: Int32
-    lost: Int32
+    won: Count
+    lost: Count
+
+
+class _MatchesFull(msgspec.Struct, gc=False):
+    won: object
+    lost: object
+    tied: object
+    percentage: object
+
+
+class _LinesFull(msgspec.Struct, gc=False):
+    won: object
+    lost: object
+    for_: object = msgspec.field(name="for")
+    ret: object = msgspec.field(name="ret")
+    percentage: object = msgspec.field(name="percentage")
+
+
+class _WonLostFull(msgspec.Struct, gc=False):
+    won: object
+    lost: object
+    percentage: object
+
+
+class _FullStats(msgspec.Struct, gc=False):
+    """A standings record with every key the scraper writes (the percentages too): the shape whose
+    keys _keys_once counts."""
+
+    series: object
+    team: object
+    league_id: object
+    points: object
+    matches: _MatchesFull
+    lines: _LinesFull
+    sets: _WonLostFull
+    games: _WonLostFull
 
 
 class StatsRecord(msgspec.Struct, gc=False):
     series: str
     team: str
     league_id: str
-    points: Int32
+    points: Count
     matches: _Matches
     lines: _Lines
     sets: _WonLost
@@ -184,6 +222,15 @@ def select_leagues(source_dir: str | Path, leagues: list[str] | None) -> list[st
     if not root.is_dir():
         raise SourceError(f"param source_dir: '{root}' is not a folder")
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    by_case: dict[str, list[str]] = {}
+    for name in found:
+        by_case.setdefault(name.casefold(), []).append(name)
+    twins = [names for names in by_case.values() if len(names) > 1]
+    if twins:
+        listed = "; ".join(", ".join(names) for names in twins)
+        raise SourceError(
+            f"param source_dir: league folders {listed} in '{root}' differ only in case: one league twice? Keep one"
+        )
     if not leagues:
         if not found:
             raise SourceError(f"param source_dir: '{root}' has no league subfolders")
@@ -273,8 +320,12 @@ def _explain(message: str, value) -> str:
     expected = re.match(r"Expected `(\w+)`(?: (?P<bound>[<>]=? -?\d+))?", message)
     if expected:
         kind = _KIND.get(expected.group(1), expected.group(1))
-        if expected.group("bound"):
-            return f"must be {kind} between -2147483648 and 2147483647, got {value!r}"
+        bound = expected.group("bound")
+        if bound in (">= 0", ">= -2147483648"):
+            low = "0" if bound == ">= 0" else "-2147483648"
+            return f"must be {kind} between {low} and 2147483647, got {value!r}"
+        if bound:
+            return f"must be {kind} between 0 and 2147483647, got {value!r}"
         return f"must be {kind}, got {value!r}"
     return message
 
@@ -293,11 +344,97 @@ def _value_at(raw: msgspec.Raw, dotted: str | None):
 def _decode(path: Path, data: bytes, record_type: type, problems: Problems) -> list | None:
     """Typed records, or None with every record's problem added."""
     try:
-        return _decode_records(path, data, record_type, problems)
+        records = _decode_records(path, data, record_type, problems)
     except RecursionError:  # met by any of the decodes, the per-record ones included
         record = _deepest_record(data, 64)
         problems.add(path, "JSON nested too deeply (a record is a few levels deep)", record)
         return None
+    except UnicodeDecodeError:
+        problems.add(path, _not_utf8(data))
+        return None
+    if records is not None and not _keys_once(path, data, record_type, len(records), problems):
+        return None
+    return records
+
+
+def _not_utf8(data: bytes) -> str:
+    """Where the first bytes that are not UTF-8 are, as a person opens the file."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = exc.start
+        line = data.count(b"\n", 0, at) + 1
+        column = at - (data.rfind(b"\n", 0, at) + 1) + 1
+        return f"not UTF-8: byte {at} (line {line} column {column}) is {data[at:at + 1]!r}"
+    return "not UTF-8"
+
+
+# Characters a name may not hold (control and invisible format characters: ESC, a zero-width
+# space, a right-to-left override), found raw or as a JSON escape. A file with none, the common
+# case, is cleared by two scans of its bytes; only a file with one is checked field by field.
+_ESCAPE = re.compile(rb"\\u([0-9a-fA-F]{4})")
+
+
+@lru_cache(maxsize=1)
+def _hidden_raw() -> re.Pattern:
+    hidden = (chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cc", "Cf"))
+    return re.compile("[" + re.escape("".join(c for c in hidden if c not in "\t\n\r")) + "]")
+
+
+def _may_hide(data: bytes) -> bool:
+    """Whether the file may hold a control or invisible format character in a string."""
+    escaped = {int(code, 16) for code in _ESCAPE.findall(data)}
+    if any(unicodedata.category(chr(c)) in ("Cc", "Cf") for c in escaped):
+        return True
+    return not data.isascii() and _hidden_raw().search(data.decode("utf-8", "replace")) is not None
+
+
+# The keys of a record in full, as the scraper writes it (CONTRACT section 3), nested ones counted.
+FULL_KEYS = {"StatsRecord": 23, "ScheduleRecord": 7}
+_SPACED_KEY = re.compile(rb'"\s+:')
+
+
+def _keys_once(path: Path, data: bytes, record_type: type, records: int, problems: Problems) -> bool:
+    """Whether no object of the file repeats a key (JSON decoders keep the last one silently: a
+    repeated "team" would make another team). Every key ends with `":`; a file of full records
+    with exactly that many, written without space before its colons, has no repeat (the common
+    case, decided in a scan of the bytes); any other file is read again, object by object."""
+    full = _full_records(data, record_type)
+    if full and data.count(b'":') == FULL_KEYS[record_type.__name__] * records and not _SPACED_KEY.search(data):
+        return True
+    repeated = 0
+    for i, raw in enumerate(msgspec.json.decode(data, type=list[msgspec.Raw])):
+        try:
+            json.loads(bytes(raw), object_pairs_hook=_no_repeated_key)
+        except _RepeatedKey as exc:
+            problems.add(path, f"repeats the key {exc.args[0]!r} in one object (JSON keeps only the last)", i)
+            repeated += 1
+    return repeated == 0
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _no_repeated_key(pairs: list[tuple[str, object]]) -> dict:
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def _full_records(data: bytes, record_type: type) -> bool:
+    """Whether every record has every key of its full shape (the standings' percentages are not
+    read but are counted): only then does the count of keys prove that none repeats."""
+    if record_type is ScheduleRecord:
+        return True
+    try:
+        msgspec.json.decode(data, type=list[_FullStats])
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    return True
 
 
 def _malformed(data: bytes, message: str) -> str:
@@ -346,8 +483,13 @@ def _check_text(path: Path, i: int, record, problems: Problems) -> bool:
     ok = True
     for name in TEXT_FIELDS[type(record)]:
         value = getattr(record, name)
+        hidden = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf")), None)
         if "\x00" in value:
             problems.add(path, "contains a NUL character, which PostgreSQL text cannot hold", i, name)
+            ok = False
+        elif hidden is not None:
+            what = "a control character" if unicodedata.category(hidden) == "Cc" else "an invisible format character"
+            problems.add(path, f"contains {what} (U+{ord(hidden):04X}): names are printable text", i, name)
             ok = False
         elif len(value) > MAX_NAME_LENGTH:
             problems.add(path, f"is {len(value):,} characters long, over the limit of {MAX_NAME_LENGTH}", i, name)
@@ -372,12 +514,12 @@ def _read(path: Path, record_type: type, league_field: str, code: str, problems:
         return None, None
     before = len(problems.items)
     # The per-field check runs only for a record that may fail it: text fields read at once, and
-    # NUL looked for only when the file spells one (JSON can only hold it as \u0000).
+    # NUL, control and format characters looked for only when the file may hold one.
     texts, league_of = attrgetter(*TEXT_FIELDS[record_type]), attrgetter(league_field)
-    may_hold_nul = b"\\u0000" in data
+    may_hide = _may_hide(data)
     for i, record in enumerate(records):
         values = texts(record)
-        if may_hold_nul or max(map(len, values)) > MAX_NAME_LENGTH:
+        if may_hide or max(map(len, values)) > MAX_NAME_LENGTH:
             if not _check_text(path, i, record, problems):
                 continue
         if league_of(record) != code:

@@ -124,9 +124,39 @@ def test_file_facts_are_kept_for_freshness(season):
         pytest.param(
             STATS_FILE,
             lambda r: r[4]["games"].__setitem__("lost", 2**31),
-            f"{STATS}: record 4: field 'games.lost' must be a whole number between -2147483648 and 2147483647, "
+            f"{STATS}: record 4: field 'games.lost' must be a whole number between 0 and 2147483647, "
             "got 2147483648",
             id="beyond-int32",
+        ),
+        pytest.param(
+            STATS_FILE,
+            lambda r: r[4]["games"].__setitem__("lost", -100),
+            f"{STATS}: record 4: field 'games.lost' must be a whole number between 0 and 2147483647, got -100",
+            id="negative-count",
+        ),
+        pytest.param(
+            STATS_FILE,
+            lambda r: r[2].__setitem__("points", -3),
+            f"{STATS}: record 2: field 'points' must be a whole number between 0 and 2147483647, got -3",
+            id="negative-points",
+        ),
+        pytest.param(
+            SCHEDULE_FILE,
+            lambda r: r[9].__setitem__("home_team", "Glen Ellyn 1\x1b[2J"),
+            f"{SCHEDULE}: record 9: field 'home_team' contains a control character (U+001B)",
+            id="escape-sequence",
+        ),
+        pytest.param(
+            STATS_FILE,
+            lambda r: r[6].__setitem__("team", "Glenbrook\u200b RC 1"),
+            f"{STATS}: record 6: field 'team' contains an invisible format character (U+200B)",
+            id="zero-width-space",
+        ),
+        pytest.param(
+            STATS_FILE,
+            lambda r: r[6].__setitem__("team", "\u202eGlenbrook RC 1"),
+            f"{STATS}: record 6: field 'team' contains an invisible format character (U+202E)",
+            id="right-to-left-override",
         ),
         pytest.param(
             STATS_FILE,
@@ -224,6 +254,61 @@ def test_an_empty_array_and_a_top_level_object_are_refused(src):
         f"- {STATS}: the array holds no records",
         f"- {SCHEDULE}: expected a JSON array of records, found object",
     ]
+
+
+@pytest.mark.parametrize("ascii_only", [True, False], ids=["escaped", "raw"])
+def test_an_invisible_character_is_refused_raw_or_escaped(src, ascii_only):
+    records = read(src, STATS_FILE)
+    records[6]["team"] = "Glenbrook\u200b RC 1"
+    (src / LEAGUE / STATS_FILE).write_text(json.dumps(records, ensure_ascii=ascii_only), encoding="utf-8")
+    assert refused(src).startswith(f"{STATS}: record 6: field 'team' contains an invisible format character (U+200B)")
+
+
+def test_an_accented_name_is_no_invisible_character(src):
+    records = read(src, STATS_FILE)
+    records[6]["team"] = records[6]["team"].replace("e", "\u00e9", 1)
+    (src / LEAGUE / STATS_FILE).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    assert read_leagues(src, [])[0].code == LEAGUE
+
+
+def test_a_repeated_key_is_refused_naming_the_record(src):
+    """A JSON object may spell a key twice; decoders keep the last: the phantom team is refused."""
+    records = read(src, STATS_FILE)
+    index = next(i for i, r in enumerate(records) if r["team"] == "Winnetka 1")
+    body = json.dumps(records)
+    spot = body.index('"team": "Winnetka 1"')
+    body = body[:spot] + '"team": "Winnetka 1", "team": "Hacked 1"' + body[spot + len('"team": "Winnetka 1"') :]
+    (src / LEAGUE / STATS_FILE).write_text(body)
+    assert refused(src) == f"{STATS}: record {index}: repeats the key 'team' in one object (JSON keeps only the last)"
+
+
+def test_a_repeated_key_in_a_record_without_percentages_is_found_too(src):
+    """The quick count of keys needs every record in full; a file of other records is read object by object."""
+    records = read(src, STATS_FILE)
+    for r in records:
+        r["matches"].pop("percentage")
+    body = json.dumps(records).replace('"series": "Series 3"', '"series": "Series 3", "series": "Series 3"', 1)
+    (src / LEAGUE / STATS_FILE).write_text(body)
+    assert "repeats the key 'series' in one object" in refused(src)
+
+
+def test_bytes_that_are_not_utf8_are_refused_naming_the_place(src):
+    body = (src / LEAGUE / SCHEDULE_FILE).read_bytes()
+    spot = body.index(b"Winnetka")
+    (src / LEAGUE / SCHEDULE_FILE).write_bytes(body[:spot] + b"\xff" + body[spot:])
+    line = body.count(b"\n", 0, spot) + 1
+    message = refused(src)
+    assert message.startswith(f"{SCHEDULE}: not UTF-8: byte {spot} (line {line} column"), message
+
+
+def test_league_folders_whose_codes_differ_only_in_case_are_refused(src):
+    shutil.copytree(src / LEAGUE, src / LEAGUE.lower())
+    with pytest.raises(SourceError) as failed:
+        read_leagues(src, [])
+    assert str(failed.value) == (
+        f"param source_dir: league folders {LEAGUE}, {LEAGUE.lower()} in '{src}' differ only in case: one league "
+        "twice? Keep one"
+    )
 
 
 def test_malformed_json_names_the_file_line_and_column(src):
