@@ -82,14 +82,18 @@ def env() -> None:
     eval "$(.venv/bin/league-import env)" then .venv/bin/airflow dags test league_import -c '...'."""
     import shlex
 
-    from league_import.demo import DEMO_HOME, airflow_env, prepare_airflow
+    from league_import.demo import airflow_env, bin_dir, demo_home, prepare_airflow
     from league_import.embedded import target_uri
 
     uri = target_uri()
-    prepare_airflow(DEMO_HOME, uri)
-    for key, value in airflow_env(DEMO_HOME, uri, inherit=False).items():
+    home = demo_home()
+    prepare_airflow(home, uri)
+    for key, value in airflow_env(home, uri, inherit=False).items():
         if key == "AIRFLOW_CONN_LEAGUE_DB" and os.environ.get(key):
             continue  # your own server's URI (and its password) stays where you set it
+        if key == "PATH":  # this environment's commands first, on the shell's own PATH
+            typer.echo(f'export PATH={shlex.quote(str(bin_dir()))}"{os.pathsep}$PATH"')
+            continue
         typer.echo(f"export {key}={shlex.quote(value)}")
 
 

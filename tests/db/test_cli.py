@@ -112,3 +112,25 @@ def test_every_command_has_help(capsys):
     ):
         assert cli.main([*command, "--help"]) == 0, command
         assert "Usage: league-import" in capsys.readouterr().out
+
+
+def test_env_gives_a_shell_what_airflow_standalone_needs(db_uri, tmp_path):
+    """eval "$(league-import env)" in a shell without the environment on PATH: `airflow` is this
+    environment's (standalone starts each component as `airflow ...`), and the configured source
+    folder is the bundled season (what the demo set-up's scheduled runs read)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helpers import DEMO_DATA
+
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LEAGUE_IMPORT_"))}
+    env |= {"PATH": "/usr/bin:/bin", "AIRFLOW_CONN_LEAGUE_DB": db_uri, "LEAGUE_IMPORT_DEMO_HOME": str(tmp_path / "af")}
+    script = f'eval "$({bin_dir}/league-import env)"; command -v airflow; echo "$LEAGUE_IMPORT_SOURCE_DIR $AIRFLOW_HOME"'
+    done = subprocess.run(["bash", "-euc", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    airflow, settings = done.stdout.splitlines()[-2:]
+    assert airflow == str(bin_dir / "airflow")
+    assert settings == f"{DEMO_DATA} {tmp_path / 'af'}"
