@@ -77,6 +77,15 @@ def demo_app() -> None:
 
 
 @app.command()
+def ui() -> None:
+    """Start Airflow (standalone) on the demo set-up in the foreground: prints the URL and the login;
+    Ctrl-C stops it and every process it started. Port 8080, or LEAGUE_IMPORT_UI_PORT."""
+    from league_import.ui import run_ui
+
+    raise typer.Exit(run_ui())
+
+
+@app.command()
 def env() -> None:
     """Print the shell exports for running Airflow commands on the demo set-up yourself:
     eval "$(.venv/bin/league-import env)" then .venv/bin/airflow dags test league_import -c '...'."""
