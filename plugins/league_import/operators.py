@@ -281,7 +281,9 @@ class RestoreMappingOperator(LeagueStepOperator):
 
 
 class HealthReportLink(BaseOperatorLink):
-    """The run's HTML health report (LEAGUE_IMPORT_REPORT_URL when it is served, else the file)."""
+    """The run's HTML health report, served by Airflow's API server behind its login (the plugin's
+    /league-import/reports/), or under LEAGUE_IMPORT_REPORT_URL when the folder is served elsewhere.
+    Always http(s) or a path on the UI's own server: Airflow's UI shows no other link."""
 
     name = "Health report"
 
