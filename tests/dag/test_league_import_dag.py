@@ -130,6 +130,29 @@ def test_dry_run_on_a_new_database_writes_no_data(league_dag, db_uri):
         assert keys == 0  # the empty tables exist; no constraint was added on a dry run
 
 
+def asset_events(run_id: str) -> list[dict]:
+    """The Asset events a run published, from Airflow's metadata database, and whether a DAG
+    scheduled on the Asset (league_review) was queued by them."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return [e.extra for e in session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run_id))]
+
+
+def test_a_dry_run_announces_nothing(league_dag, db_uri):
+    """No Asset event (it would start league_review), whatever the run finds; the real run after
+    it publishes its event as before."""
+    dry = run(league_dag, dry_run=True)
+    assert dry.state == "success" and latest_run(db_uri)[1]["upsert_teams"]["dry_run"] is True
+    assert asset_events(dry.run_id) == []
+    real = run(league_dag)
+    assert real.state == "success"
+    (event,) = asset_events(real.run_id)
+    assert event["run_id"] == real.run_id and event["status"] == "ok" and event["decisions_pending"] == 0
+
+
 def corrupt(src, case):
     stats, schedule = read(src, STATS_FILE), read(src, SCHEDULE_FILE)
     if case == "malformed_json":
