@@ -19,6 +19,7 @@ import psycopg
 
 from league_import.embedded import REPO, target_uri
 from league_import.runs import latest_run
+from league_import.words import plural
 
 DEMO_DATA = REPO / "include" / "demo_data"
 
@@ -128,18 +129,35 @@ def _step(report: dict, marker: str) -> dict:
     return next((r for r in report.values() if isinstance(r, dict) and marker in r), {})
 
 
+def _for_users(counts: dict, kind: str) -> tuple[str, int]:
+    """What changed in the schedule or the standings as the app's users see them, and how many rows
+    were written again only because their teams' ids changed (the pipeline's bookkeeping); a report
+    older than that distinction gives the rows written."""
+    get = counts.get
+    added = get(f"{kind}_for_users_added", counts[f"{kind}_created"])
+    changed = get(f"{kind}_for_users_changed", counts[f"{kind}_updated"])
+    removed = get(f"{kind}_for_users_removed", counts[f"{kind}_deleted"])
+    return f"{added:,} added, {changed:,} changed, {removed:,} removed", get(f"{kind}_rewritten", 0)
+
+
 def summarize(run: dict) -> str:
-    """A short human summary of one run: teams per league, schedule rows, repairs, errors."""
+    """A short human summary of one run: teams per league, what changed in the schedule and the
+    standings for the app's users (apart from rows written again under their teams' new ids),
+    repairs, errors."""
     lines = [f"run {run['run_id']}: {run['status']}{' (dry run, nothing written)' if run['dry_run'] else ''}"]
     upsert = _step(run["report"], "suspected_renames")
     for code, c in upsert.get("leagues", {}).items():
-        kept = c["teams_in_sources"] - c["teams_created"]
+        matches, matches_rewritten = _for_users(c, "schedule")
+        standings, standings_rewritten = _for_users(c, "stats")
         lines.append(
-            f"  {code}: {c['teams_in_sources']} teams - {c['teams_created']} created, {kept} kept "
-            f"({c['teams_updated']} updated), {c['teams_deactivated']} deactivated; "
-            f"schedule {c['schedule_created']} new, {c['schedule_updated']} changed, {c['schedule_deleted']} gone; "
-            f"stats {c['stats_created']} new, {c['stats_updated']} changed"
+            f"  {code}: {c['teams_in_sources']:,} teams ({c['teams_created']:,} new, {c['teams_updated']:,} updated, "
+            f"{c['teams_deactivated']:,} deactivated); matches {matches}; standings {standings}"
         )
+        if matches_rewritten or standings_rewritten:
+            lines.append(
+                f"  bookkeeping, the same for users: {plural(matches_rewritten, 'match', 'matches')} and "
+                f"{plural(standings_rewritten, 'standings row')} written again under their teams' new ids"
+            )
     if not upsert:
         lines.append("  no upsert report: the run stopped before upsert_teams")
     repair = _step(run["report"], "by_strategy")
