@@ -17,6 +17,8 @@ from typing import Annotated
 
 import typer
 
+from league_import.words import plural, verb
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 quarantine_app = typer.Typer(no_args_is_help=True, help="Rows waiting in quarantine.")
 alias_app = typer.Typer(no_args_is_help=True, help="Spellings tied to a team id (etl.team_aliases).")
@@ -128,7 +130,8 @@ def health() -> None:
         checks = run_checks(conn)
     typer.echo(format_table(checks))
     _, counts = rollup(checks)
-    typer.echo(f"{len(checks)} checks: {counts['error']} errors, {counts['warn']} warnings")
+    errors, warnings = plural(counts["error"], "error"), plural(counts["warn"], "warning")
+    typer.echo(f"{plural(len(checks), 'check')}: {errors}, {warnings}")
     raise typer.Exit(1 if counts["error"] else 0)
 
 
@@ -256,7 +259,7 @@ def quarantine_list() -> None:
     for item in items:
         typer.echo(f"{item.id}  {item.evidence['table']} row {item.evidence['row']}: {item.evidence['reason']}")
         typer.echo(f"    options: {'; '.join(item.options)}")
-    typer.echo(f"{len(items)} rows wait")
+    typer.echo(f"{plural(len(items), 'row')} {verb(len(items), 'waits', 'wait')}")
 
 
 @app.command()
@@ -298,7 +301,7 @@ def alias_list(league: str = typer.Option(None, help="only this league")) -> Non
         typer.echo(
             f"{alias_id}  {code} {series}: {spelling!r} -> team {team_id} ({name}); {source} by {by} {at:%Y-%m-%d}"
         )
-    typer.echo(f"{len(rows)} aliases")
+    typer.echo(plural(len(rows), "alias", "aliases"))
 
 
 @alias_app.command("remove")
@@ -326,7 +329,7 @@ def review_list(as_json: bool = typer.Option(False, "--json", help="as JSON")) -
         for key, value in item.evidence.items():
             typer.echo(f"    {key}: {value}")
         typer.echo("    options: " + " | ".join(item.options))
-    typer.echo(f"{len(items)} open questions")
+    typer.echo(plural(len(items), "open question"))
 
 
 @review_app.command("decide")

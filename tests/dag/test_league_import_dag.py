@@ -324,7 +324,7 @@ def test_a_clean_run_is_healthy_and_an_orphan_fails_the_run_by_name(league_dag, 
     status, report = latest_run(db_uri)
     assert status == "failed"
     assert report["error"].startswith("health_check: 1 health checks failed:")
-    assert "- orphans polls.team_id: 1 (threshold 0) 1 rows point at no team" in report["error"]
+    assert "- orphans polls.team_id: 1 (threshold 0) 1 row points at no team" in report["error"]
     assert report["health_check"]["problems"][0]["subject"] == "polls.team_id"
 
 

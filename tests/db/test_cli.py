@@ -26,8 +26,8 @@ def test_health_exits_0_when_sound_and_1_on_an_error(conn, capsys):
     conn.commit()
     assert cli.main(["health"]) == 1
     out = capsys.readouterr().out
-    assert "checks: 1 errors, 0 warnings" in out
-    assert "orphans polls.team_id" in out and "1 rows point at no team" in out
+    assert "checks: 1 error, 0 warnings" in out
+    assert "orphans polls.team_id" in out and "1 row points at no team" in out
     # Read-only: the command wrote nothing (no health figures recorded beyond the night's own).
     assert one(conn, "SELECT count(DISTINCT run_id) FROM etl.health_checks") == 1
 
@@ -45,7 +45,7 @@ def test_quarantine_list_and_review_decide(conn, capsys):
     night(conn, "night-2")
     assert cli.main(["quarantine", "list"]) == 0
     out = capsys.readouterr().out
-    assert "polls.team_id row 900" in out and "1 rows wait" in out
+    assert "polls.team_id row 900" in out and "1 row waits" in out
     assert cli.main(["review", "list", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert [i["id"] for i in items] == ["quarantine:1"] and items[0]["options"] == ["leave in quarantine"]
