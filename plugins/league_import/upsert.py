@@ -197,6 +197,12 @@ def _for_users(cur: psycopg.Cursor, target, kind: str, args: dict, fields: tuple
     out: dict[str, dict[int, int]] = {
         name: {} for name in ("for_users_added", "for_users_changed", "for_users_removed", "rewritten")
     }
+    counts = _run(cur, f"{kind}_counts").fetchall()
+    found = {change for change, _, _ in counts}
+    if not (found & {"gone", "changed"} and found & {"new", "changed"}):  # nothing to pair (a first import)
+        for change, league_id, n in counts:
+            out[{"new": "for_users_added", "gone": "for_users_removed"}[change]][league_id] = n
+        return out
     changed = target.differs(entity, "g", "n", fields)
     for league_id, change, n in _run(cur, f"{kind}_for_users", args, changed=changed).fetchall():
         out["rewritten" if change == "rewritten" else f"for_users_{change}"][league_id] = n

@@ -212,6 +212,12 @@ def test_rows_written_again_under_new_team_ids_are_told_apart_from_changes(db, t
     from league_import.runs import latest_run
 
     night(db, "night-1")
+    first = one(db, "SELECT report->'upsert_teams'->'leagues'->%s FROM etl.runs WHERE run_id = 'night-1'", LEAGUE)
+    assert (first["schedule_for_users_added"], first["stats_for_users_added"], first["schedule_rewritten"]) == (
+        4931,
+        537,
+        0,
+    )
     old_etl_churn(db) if churn == "new_ids" else restart_identity_churn(db)
     src = copy_demo(tmp_path)
     schedule, stats = read(src, SCHEDULE_FILE), read(src, STATS_FILE)
