@@ -6,13 +6,15 @@ and plugins, the demo's league database, the bundled season as the configured so
 environment's commands on PATH), on loopback, on port 8080 or LEAGUE_IMPORT_UI_PORT. It prints the
 URL and the login once the components answer, and on Ctrl-C stops every process it started.
 
-Airflow's components start processes of their own (LocalExecutor workers, a supervisor and a
-process per task), and a task process sits in a process group of its own: stopping standalone's
-process, or even its group, can leave some behind. So standalone runs in a session of its own, is
-stopped as a terminal's Ctrl-C would stop it (SIGINT to its group), and anything still alive after
-that is killed: every process of its tree, and every process carrying this start's marker in its
-environment (which each inherits, wherever it was re-parented). The end-to-end tests start their
-servers with the same functions.
+Airflow's components start processes of their own (LocalExecutor workers, log servers, a
+supervisor and a process per task), a task process sits in a process group of its own, and several
+rename themselves (setproctitle), which also blanks their environment as /proc shows it: stopping
+standalone's process, or even its group, can leave some behind. So standalone runs in a session
+of its own (which no Airflow process leaves: they change process groups, never sessions), is
+stopped as a terminal's Ctrl-C would stop it (SIGINT to its group), and every process still alive
+after a grace is killed: every process of its session, of its tree, or with this start's marker in
+its environment (a task's own subprocess that made a session of its own). The end-to-end tests
+start their servers with the same functions.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ PORT_ENV = "LEAGUE_IMPORT_UI_PORT"
 # Set in the environment of everything a start launches: the last resort for finding it again.
 MARKER_ENV = "LEAGUE_IMPORT_PROCESS_GROUP"
 READY_TIMEOUT = 240
+GRACE = 30  # seconds for Airflow to stop by itself before what is left is killed
 
 
 def server_env(port: int, host: str = "127.0.0.1") -> dict[str, str]:
@@ -65,6 +68,20 @@ def start_group(command: list[str], env: dict[str, str], log: Path) -> subproces
     return process
 
 
+def session_members(session: int) -> list:
+    """Every live process of `session` (a session's id is its leader's pid)."""
+    import psutil
+
+    found = []
+    for pid in psutil.pids():
+        try:
+            if pid != os.getpid() and os.getsid(pid) == session:
+                found.append(psutil.Process(pid))
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
 def marked(marker: str) -> list:
     """Every live process whose environment carries `marker` (this user's processes only)."""
     import psutil
@@ -79,8 +96,8 @@ def marked(marker: str) -> list:
     return found
 
 
-def group_members(process: subprocess.Popen, marker: str | None) -> list:
-    """`process`, every process below it, and every process carrying its marker."""
+def group_members(process: subprocess.Popen) -> list:
+    """Every live process `process` started: its session, its tree, its marker."""
     import psutil
 
     members: dict[int, psutil.Process] = {}
@@ -90,44 +107,77 @@ def group_members(process: subprocess.Popen, marker: str | None) -> list:
             members[member.pid] = member
     except psutil.NoSuchProcess:
         pass
+    for member in session_members(process.pid):
+        members.setdefault(member.pid, member)
+    marker = getattr(process, "marker", None)
     for member in marked(marker) if marker else ():
         members.setdefault(member.pid, member)
     return list(members.values())
 
 
-def stop_group(process: subprocess.Popen, grace: float = 30, sig: int = signal.SIGINT) -> list[int]:
-    """Stop what start_group started: `sig` to its process group (SIGINT: what Ctrl-C sends a
-    foreground group; `airflow standalone` shuts its components down on it), `grace` seconds for
-    the group to end, then SIGKILL to every process still alive that it started. Returns the pids
-    that had to be killed."""
+def stop_group(
+    process: subprocess.Popen, grace: float = GRACE, sig: int = signal.SIGINT, group: bool = True
+) -> list[str]:
+    """Stop what start_group started: `sig` to its process group, or with `group` false to the
+    process alone (`airflow standalone` stops its components itself on SIGINT, with SIGTERM each,
+    and LocalExecutor's workers are better left to the scheduler), `grace` seconds for everything
+    to end, then SIGKILL to every process it started that is still alive. Returns what had to be
+    killed (the processes' titles)."""
     import psutil
 
-    marker = getattr(process, "marker", None)
-    members = group_members(process, marker)
+    deadline = time.monotonic() + grace
+    others = [m for m in group_members(process) if m.pid != process.pid]
     try:
-        os.killpg(process.pid, sig)
+        os.killpg(process.pid, sig) if group else process.send_signal(sig)
     except ProcessLookupError:
         pass
-    _, alive = psutil.wait_procs(members, timeout=grace)
     try:
-        process.wait(1)
+        process.wait(grace)
     except subprocess.TimeoutExpired:
         pass
+    psutil.wait_procs(others, timeout=max(0.0, deadline - time.monotonic()))
     # What outlived the grace, and what was started meanwhile (a worker forked during shutdown).
-    left = {p.pid: p for p in alive}
-    for member in group_members(process, marker):
-        left.setdefault(member.pid, member)
+    left = {m.pid: m for m in [*others, *group_members(process)] if m.pid != process.pid and _alive(m)}
+    if process.poll() is None:
+        left[process.pid] = psutil.Process(process.pid)
+    killed = []
     for member in left.values():
         try:
+            killed.append(_title(member))
             member.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(list(left.values()), timeout=10)
+    psutil.wait_procs([m for m in left.values() if m.pid != process.pid], timeout=10)
     try:
         process.wait(10)
     except subprocess.TimeoutExpired:
         pass
-    return sorted(left)
+    return killed
+
+
+def _title(member) -> str:
+    """`airflow scheduler`, `airflow worker` (a title set by setproctitle, without its details)."""
+    argv = [a for a in member.cmdline() if a]
+    if len(argv) > 1 and Path(argv[0]).name.startswith("python"):
+        argv = argv[1:]
+    words = [Path(argv[0]).name, *argv[1:2]] if argv else [member.name()]
+    return " ".join(words).split(" -- ")[0].strip()
+
+
+def _counted(titles: list[str]) -> str:
+    """`32 x airflow worker, 1 x airflow scheduler`."""
+    from collections import Counter
+
+    return ", ".join(f"{n} x {title}" for title, n in Counter(titles).most_common())
+
+
+def _alive(member) -> bool:
+    import psutil
+
+    try:
+        return member.is_running() and member.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _answers(url: str) -> dict | None:
@@ -196,43 +246,43 @@ def run_ui() -> int:
     if port_in_use(port):
         print(f"error: port {port} is in use: stop what listens there, or set {PORT_ENV}", file=sys.stderr)
         return 2
-    home = demo_home()
-    uri = target_uri()
-    where = "AIRFLOW_CONN_LEAGUE_DB" if os.environ.get("AIRFLOW_CONN_LEAGUE_DB") else "embedded PostgreSQL"
-    log = home / "standalone.log"
-    print(f"starting Airflow (scheduler, dag-processor, triggerer, api-server) in {home}; league_db: {where}")
-    print(f"Airflow's own output: {log}")
-    prepare_airflow(home, uri, log)
-    env = {**airflow_env(home, uri), **server_env(port)}
-    base = env["AIRFLOW__API__BASE_URL"]
-    stopping = []
 
-    def stop_on(signum, _frame):  # a terminal closed, or `kill`: the same orderly stop as Ctrl-C
-        stopping.append(signum)
+    def stop_on(_signum, _frame):  # a terminal closed, or `kill`: the same orderly stop as Ctrl-C
         raise KeyboardInterrupt
 
+    # Ctrl-C stops it even when it was started with SIGINT ignored (a script's background job);
+    # and a handler, unlike an ignored signal, is not inherited: standalone stops on SIGINT too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop_on)
     signal.signal(signal.SIGHUP, stop_on)
-    process = start_group([str(bin_dir() / "airflow"), "standalone"], env, log)
-    code = 0
+    home = demo_home()
+    log = home / "standalone.log"
+    process, code = None, 0
     try:
+        uri = target_uri()
+        where = "AIRFLOW_CONN_LEAGUE_DB" if os.environ.get("AIRFLOW_CONN_LEAGUE_DB") else "embedded PostgreSQL"
+        print(f"starting Airflow (scheduler, dag-processor, triggerer, api-server) in {home}; league_db: {where}")
+        print(f"Airflow's own output: {log}", flush=True)
+        prepare_airflow(home, uri, log)
+        env = {**airflow_env(home, uri), **server_env(port)}
+        base = env["AIRFLOW__API__BASE_URL"]
+        process = start_group([str(bin_dir() / "airflow"), "standalone"], env, log)
         wait_until_ready(base, process, log)
         print(f"Airflow UI: {base}")
         print(f"login: {login(home, env)}")
         print("the DAGs start paused: trigger league_import from its page (its defaults read the bundled season)")
-        print("Ctrl-C stops Airflow and every process it started")
-        sys.stdout.flush()
-        code = process.wait()
-        print(f"airflow standalone exited ({code}); the end of {log}:\n{_tail(log)}", file=sys.stderr)
+        print("Ctrl-C stops Airflow and every process it started", flush=True)
+        code = process.wait() or 1  # standalone never ends by itself
+        print(f"airflow standalone exited ({process.returncode}); the end of {log}:\n{_tail(log)}", file=sys.stderr)
     except KeyboardInterrupt:
         pass
-    except RuntimeError as exc:
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C never cuts the clean-up short
-        print("stopping Airflow ...")
-        sys.stdout.flush()
-        killed = stop_group(process)
-        print(f"stopped{f' ({len(killed)} processes had to be killed)' if killed else ''}")
+        if process is not None:
+            print("stopping Airflow ...", flush=True)
+            killed = stop_group(process, group=False)
+            print(f"stopped{f'; killed after {GRACE} s: {_counted(killed)}' if killed else ''}", flush=True)
     return code
