@@ -203,6 +203,8 @@ def _for_users(cur: psycopg.Cursor, target, kind: str, args: dict, fields: tuple
         for change, league_id, n in counts:
             out[{"new": "for_users_added", "gone": "for_users_removed"}[change]][league_id] = n
         return out
+    _run(cur, "meanings_before_run", args)
+    _run(cur, "analyze_meanings")
     changed = target.differs(entity, "g", "n", fields)
     for league_id, change, n in _run(cur, f"{kind}_for_users", args, changed=changed).fetchall():
         out["rewritten" if change == "rewritten" else f"for_users_{change}"][league_id] = n

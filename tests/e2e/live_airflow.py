@@ -69,6 +69,18 @@ def api(base: str, method: str, path: str, body: dict | None = None, token: str 
         return json.loads(response.read() or b"{}")
 
 
+def auth_token(base: str, username: str, password: str) -> str:
+    """A JWT for one of the auth manager's users (POST /auth/token), as a script logs in."""
+    request = urllib.request.Request(
+        f"{base}/auth/token",
+        method="POST",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["access_token"]
+
+
 def worker_hostname() -> str:
     """[core] hostname_callable for several Celery workers on one machine: each task instance
     records the name its worker was started with, as it would a container's hostname."""
@@ -183,14 +195,7 @@ class Airflow:
 
     def login(self, username: str, password: str) -> None:
         """A JWT from the simple auth manager's users, sent with every later REST call."""
-        request = urllib.request.Request(
-            f"{self.base}/auth/token",
-            method="POST",
-            data=json.dumps({"username": username, "password": password}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            self.token = json.loads(response.read())["access_token"]
+        self.token = auth_token(self.base, username, password)
 
     def wait_for_dag(self, dag_id: str, unpause: bool = True) -> None:
         wait_for(f"{dag_id} to be parsed", lambda: self.api("GET", f"/dags/{dag_id}"), 180, self.log)

@@ -20,7 +20,6 @@ as a test of its own on the same `newcomer`, using these helpers to import the n
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -37,7 +36,7 @@ import psutil
 import psycopg
 import pytest
 from helpers import CHROMIUM, CHROMIUM_FLAGS, DEMO_DATA, REPO
-from live_airflow import api, free_port, wait_for, with_database
+from live_airflow import api, auth_token, free_port, wait_for, with_database
 from psycopg import sql
 
 from league_import.demo import bin_dir
@@ -150,22 +149,11 @@ class Newcomer:
         self.base = ui.printed(r"^Airflow UI: (http://\S+)$").group(1)
         login = ui.printed(r"^login: user (\S+), password (\S+)$")
         self.user, self.password = login.group(1), login.group(2)
-        self.token = token(self.base, self.user, self.password)
+        self.token = auth_token(self.base, self.user, self.password)
         self.run_id: str | None = None  # the run triggered from the form
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
         return api(self.base, method, path, body, self.token)
-
-
-def token(base: str, user: str, password: str) -> str:
-    request = urllib.request.Request(
-        f"{base}/auth/token",
-        method="POST",
-        data=json.dumps({"username": user, "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["access_token"]
 
 
 def log_in(newcomer: Newcomer) -> None:
