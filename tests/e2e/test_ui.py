@@ -263,12 +263,15 @@ def test_trigger_with_the_form_defaults_and_the_scheduled_run_succeed_too(newcom
     run = trigger_from_the_form(newcomer)
     assert run["conf"] == {"source_dir": None, "leagues": [], "dry_run": False, "max_deactivation_ratio": 0.2}
     newcomer.run_id = run["dag_run_id"]
-    assert newcomer.api("GET", "/dags/league_import")["is_paused"] is False  # "Unpause on trigger"
+
+    def unpaused():  # "Unpause on trigger": the form's own request, sent beside the run's
+        return newcomer.api("GET", "/dags/league_import")["is_paused"] is False
 
     def scheduled():
         runs = newcomer.api("GET", "/dags/league_import/dagRuns?limit=20")["dag_runs"]
         return [r["dag_run_id"] for r in runs if r["run_type"] == "scheduled"]
 
+    wait_for("the form to unpause league_import", unpaused, 30, ui.home / "standalone.log", every=0.5)
     (nightly,) = wait_for("the scheduled run the unpause starts", scheduled, 180, ui.home / "standalone.log")
     assert wait_for_runs(newcomer, [newcomer.run_id, nightly]) == {newcomer.run_id: "success", nightly: "success"}
     with psycopg.connect(ui.env["AIRFLOW_CONN_LEAGUE_DB"]) as conn:
