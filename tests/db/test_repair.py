@@ -585,11 +585,11 @@ def test_no_email_address_in_any_report(league):
     assert deduplicated["sample_keys"] == [
         {"copies": 2, "key": {"email": deduplicated["sample_keys"][0]["key"]["email"]}}
     ]
-    assert deduplicated["sample_keys"][0]["key"]["email"].startswith("md5:")
+    assert deduplicated["sample_keys"][0]["key"]["email"].startswith("hmac:")
     runs = [r for (r,) in q(conn, "SELECT report FROM etl.runs ORDER BY run_id")]
     findings = runs[1]["validate_constraints"]["constraints"]["findings"]
     users_key = next(f for f in findings if f["constraint"] == "users_natural_key")
-    assert users_key["sample"][0]["key"]["email"].startswith("md5:")
+    assert users_key["sample"][0]["key"]["email"].startswith("hmac:")
     text = json.dumps([runs, deduplicated], default=str)
     assert "restore_mapping" in text and EMAIL.findall(text) == []
 
