@@ -328,3 +328,33 @@ class HealthCheckOperator(LeagueStepOperator):
                 "decisions_pending": len(decisions),
             }
         return result
+
+
+class AnnounceQuestionsOperator(BaseOperator):
+    """The import run's teardown: whatever became of the run (a growth alarm fails it), questions
+    waiting for a person are announced on the `league_questions` Asset, which schedules
+    league_review. Nothing is announced by a dry run or when nothing waits (the task is skipped)."""
+
+    template_fields: Sequence[str] = ("conn_id", "dry_run")
+    ui_color = "#e8f0fb"
+
+    def __init__(self, *, conn_id: str = CONN_ID, dry_run: bool | str = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.dry_run = dry_run
+
+    def execute(self, context: Context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from league_import.review import open_questions
+
+        if _flag("dry_run", self.dry_run):
+            raise AirflowSkipException("a dry run announces nothing")
+        with task_scope(), connect(self.conn_id) as conn:
+            waiting = open_questions(conn)
+        if not waiting:
+            raise AirflowSkipException("no question waits for a person")
+        self.log.info("questions waiting for a person: %s", waiting)
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {"run_id": context["run_id"], **waiting}
+        return waiting

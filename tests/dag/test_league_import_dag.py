@@ -34,7 +34,7 @@ def test_wiring(league_dag):
     assert league_dag.catchup is False and league_dag.max_active_runs == 1
     assert league_dag.timetable.expression == "30 2 * * *"
     assert str(league_dag.timetable.timezone) in ("America/Chicago", "Timezone('America/Chicago')")
-    order = ["validate_constraints", "deduplicate", "backup", "upsert_teams", "restore_mapping"]
+    order = ["validate_constraints", "deduplicate", "backup", "upsert_teams", "restore_mapping", "health_check"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in league_dag.get_task(upstream).downstream_task_ids
     for task in league_dag.tasks:
@@ -45,6 +45,10 @@ def test_wiring(league_dag):
     assert params["max_deactivation_ratio"] == 0.2
     assert params["source_dir"] is None  # scheduled runs read the configured folder, never the demo data
     assert [a.uri for a in league_dag.get_task("health_check").outlets] == ["league-import://league_db/public/teams"]
+    # Questions are announced after every run, failed ones too, without changing the run's state.
+    announce = league_dag.get_task("announce_questions")
+    assert announce.is_teardown and announce.upstream_task_ids == {"health_check"}
+    assert [a.name for a in announce.outlets] == ["league_questions"]
     declared = {name: league_dag.params.get_param(name) for name in params}
     assert declared["source_dir"].schema["type"] == ["null", "string"]
     assert declared["leagues"].schema["type"] == ["null", "array"]  # optional in the form
