@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -195,6 +196,32 @@ def corrupt(src, case):
         (src / LEAGUE / SCHEDULE_FILE).unlink()
         os.mkfifo(src / LEAGUE / SCHEDULE_FILE)
         return "schedules.json: not a regular file (a FIFO)"
+    # the red team's (issue 22): each refused before the first write, the file and record named
+    if case == "case_variant_folder":
+        shutil.copytree(src / LEAGUE, src / LEAGUE.lower())
+        return f"league folders {LEAGUE}, {LEAGUE.lower()} in '{src}' differ only in case"
+    if case == "duplicated_key":
+        index = next(i for i, r in enumerate(stats) if r["team"] == "Winnetka 1")
+        body = json.dumps(stats).replace('"team": "Winnetka 1"', '"team": "Winnetka 1", "team": "Hacked 1"', 1)
+        (src / LEAGUE / STATS_FILE).write_text(body)
+        return f"series_stats.json: record {index}: repeats the key 'team' in one object"
+    if case == "negative_count":
+        stats[5]["games"]["lost"] = -100
+        write(src, STATS_FILE, stats)
+        return "series_stats.json: record 5: field 'games.lost'"
+    if case == "invalid_utf8":
+        body = (src / LEAGUE / SCHEDULE_FILE).read_bytes()
+        spot = body.index(b"Winnetka")
+        (src / LEAGUE / SCHEDULE_FILE).write_bytes(body[:spot] + b"\xff" + body[spot:])
+        return f"schedules.json: not UTF-8: byte {spot} (line "
+    if case == "escape_in_a_name":
+        stats[6]["team"] = "Glenbrook RC\x1b[2J 1"
+        write(src, STATS_FILE, stats)
+        return "series_stats.json: record 6: field 'team' contains a control character (U+001B)"
+    if case == "right_to_left_override":
+        schedule[3]["away_team"] = "\u202eGlenbrook RC 1"
+        write(src, SCHEDULE_FILE, schedule)
+        return "schedules.json: record 3: field 'away_team' contains an invisible format character (U+202E)"
     raise AssertionError(case)
 
 
@@ -216,6 +243,12 @@ BAD_INPUT = [
     "deeply_nested_json",
     "folder_where_a_file_should_be",
     "fifo_where_a_file_should_be",
+    "case_variant_folder",
+    "duplicated_key",
+    "negative_count",
+    "invalid_utf8",
+    "escape_in_a_name",
+    "right_to_left_override",
 ]
 
 
