@@ -183,7 +183,11 @@ def _repoint(cur: Cursor, key: NaturalKey, referencing: list[tuple[str, str]], r
     match = sql.SQL(" AND ").join(
         sql.SQL("t.{c} IS NOT DISTINCT FROM k.{c}").format(c=sql.Identifier(c)) for c in key.columns
     )
-    _run(cur, "map_duplicates", table=sql.Identifier("public", key.table), key_match=match)
+    referenced = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT r.{} FROM {} r").format(sql.Identifier(column), sql.Identifier("public", table))
+        for table, column in referencing
+    )
+    _run(cur, "map_duplicates", table=sql.Identifier("public", key.table), key_match=match, referenced=referenced)
     return repoint_references(cur, referencing, run_id, "duplicate")
 
 
