@@ -92,3 +92,10 @@ WHERE s.{column} IS NOT NULL
 -- name: delete_not_kept
 DELETE FROM {table} t
 WHERE {predicate};
+
+-- name: create_index
+-- A pointing column's passing index: dropped again before the step commits (dedup's doc).
+CREATE INDEX {index} ON {table} ({column});
+
+-- name: drop_index
+DROP INDEX {index};
