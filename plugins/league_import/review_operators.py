@@ -23,7 +23,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from league_import.operators import CONN_ID, airflow_run_state, connect, task_scope
+from league_import.operators import CONN_ID, LineageMethods, airflow_run_state, connect, task_scope
 
 VIA = "airflow"
 
@@ -128,12 +128,13 @@ def apply_answers(
     return report
 
 
-class CollectDecisionsOperator(BaseOperator):
+class CollectDecisionsOperator(LineageMethods, BaseOperator):
     """Lists the open questions (quarantined rows, suspected renames) as DecisionOperator
     arguments, one per item, for `.expand_kwargs()`; records each item's Required Actions link."""
 
     template_fields: Sequence[str] = ("conn_id", "ask_task_id")
     ui_color = "#e8f0fb"
+    lineage_step = "collect_decisions"
 
     def __init__(self, *, ask_task_id: str, conn_id: str = CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -143,11 +144,12 @@ class CollectDecisionsOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict]:
         with task_scope(), connect(self.conn_id) as conn:
             asks = collect(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=self.ask_task_id)
+            self.keep_for_lineage(asks)
         self.log.info("%s open questions asked: %s", len(asks), ", ".join(a["item"] for a in asks) or "none")
         return asks
 
 
-class DecisionOperator(HITLOperator):
+class DecisionOperator(LineageMethods, HITLOperator):
     """One open question in Required Actions. No defaults: past its response timeout the task
     fails with HITLTimeoutError and the item stays pending (asked again by the next run). Its
     answer (XCom) carries the item it answers.
@@ -160,6 +162,7 @@ class DecisionOperator(HITLOperator):
 
     template_fields: Sequence[str] = ("item", "response_timeout_minutes")
     ui_color = "#fdf1dc"
+    lineage_step = "ask"
 
     def __init__(self, *, item: str, response_timeout_minutes: float | str, **kwargs: Any) -> None:
         if kwargs.get("defaults"):
@@ -194,13 +197,14 @@ class DecisionOperator(HITLOperator):
         return {**super().execute_complete(context, event), "item": self.item}
 
 
-class ApplyDecisionsOperator(BaseOperator):
+class ApplyDecisionsOperator(LineageMethods, BaseOperator):
     """Applies every answered question (review.decide, one transaction each under the task lock);
     unanswered ones are reported and stay pending. An answer that cannot be applied fails the
     task after the others are applied; an import run holding the database makes it retry later."""
 
     template_fields: Sequence[str] = ("conn_id", "asked", "answers")
     ui_color = "#e8f0fb"
+    lineage_step = "apply_decisions"
 
     def __init__(self, *, asked: Any, answers: Any, conn_id: str = CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -219,6 +223,7 @@ class ApplyDecisionsOperator(BaseOperator):
                 dag_run_id=context["run_id"],
                 run_state=airflow_run_state,
             )
+            self.keep_for_lineage(report)
         for item, outcome in report["applied"].items():
             self.log.info("%s: %s", item, outcome)
         if report["unanswered"]:
