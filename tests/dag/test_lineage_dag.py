@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from helpers import CONF, FRESH_DEMO, LEAGUE, create_user_data, old_etl_churn, q
+from helpers import night as night_of_steps
 from lineage_events import by_task, datasets, problems, read_events
 
 from league_import import app_demo, cli
@@ -248,3 +249,34 @@ def test_on_the_apps_database_the_events_name_the_apps_tables(airflow_db, db_uri
     checked = {d["name"] for d in ended["health_check"]["inputs"]}
     assert {table(db_uri, "public", t) for t in referencing} <= checked
     assert "user_contexts" in referencing  # an app table section 4 does not have
+
+
+def test_the_review_dag_names_the_questions_it_read(airflow_db, conn, tmp_path):
+    """A run with nothing to ask (dag.test() waits for a person's answer: tests/dag/test_league_review_dag.py
+    answers in-process; the lineage of each step with questions is in tests/unit/test_lineage.py)."""
+    night_of_steps(conn, "night-1")
+    events_file = tmp_path / "review.jsonl"
+    settings = {
+        **os.environ,
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(events_file), "append": True}
+        ),
+    }
+    command = [AIRFLOW, "dags", "test", "league_review", "-c", json.dumps({"response_timeout_minutes": 60})]
+    done = subprocess.run(command, capture_output=True, text=True, env=settings)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    events = read_events(events_file)
+    assert_valid(events)
+    tasks = by_task(events, "league_review")
+    assert {t: set(found) for t, found in tasks.items()} == {
+        "collect_decisions": {"START", "COMPLETE"},
+        "apply_decisions": {"START", "COMPLETE"},
+    }
+    collect = tasks["collect_decisions"]["COMPLETE"]
+    assert collect["run"]["facets"]["leagueImport"]["step"] == "collect_decisions"
+    waiting = {
+        d["name"].split(".", 1)[1]: facet(d, "inputFacets", "inputStatistics")["rowCount"] for d in collect["inputs"]
+    }
+    assert waiting == {"etl.quarantine": 0, "etl.rename_suspects": 0}
+    assert [(d["name"].split(".", 1)[1], written(d)[0]) for d in collect["outputs"]] == [("etl.review_links", 0)]
+    assert tasks["apply_decisions"]["COMPLETE"]["outputs"] == []  # nothing asked, nothing applied
