@@ -643,8 +643,9 @@ STEPS = {
     "apply_decisions": apply_decisions,
 }
 # What a failed step leaves written: the health check records its checks and writes its page
-# before it fails the run; every other step is one transaction, or resumed by its retry.
-WRITTEN_WHEN_FAILED = ("health_check",)
+# before it fails the run; apply_decisions applies each answer in its own transaction before it
+# fails on those it refused; every other step is one transaction, or resumed by its retry.
+WRITTEN_WHEN_FAILED = ("health_check", "apply_decisions")
 
 
 def of_step(

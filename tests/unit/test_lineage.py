@@ -405,6 +405,10 @@ def test_the_review_steps():
         "apply_decisions", {"applied": {}, "unanswered": ["quarantine:1"]}, PLACE, APP, dry_run=False
     )
     assert nothing.outputs == []
+    # Refused answers fail the task after the others were applied, each in its own transaction.
+    report = {"applied": {"quarantine:1": "polls row 3: team_id set to 9"}, "refused": {"rename:5": "changed"}}
+    failed = lineage.of_step("apply_decisions", report, PLACE, APP, dry_run=False, failed=True)
+    assert {d.name for d in failed.outputs} == {"league.etl.decisions", "league.etl.quarantine"}
 
 
 def event_of(found: lineage.Lineage) -> dict:
