@@ -32,7 +32,6 @@ version.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,14 +48,13 @@ from openlineage.client.facet_v2 import (
 )
 from openlineage.client.generated.base import OutputDatasetFacet, RunFacet
 
+from league_import.sources import SCHEDULE_FILE, STATS_FILE, STATS_NUMBERS, ScheduleRecord, StatsRecord
 from league_import.target import ENTITIES, Target
 
 FILE_NAMESPACE = "file"
 SCHEMA = "public"
 ETL, ARCHIVE = "etl", "etl_archive"
-STATS_FILE, SCHEDULE_FILE = "series_stats.json", "schedules.json"  # league_import.sources' names
 # The custom facets' JSON schemas ship in include/openlineage/, each with this $id.
-FACETS = Path(__file__).resolve().parents[2] / "include" / "openlineage"
 FACET_URL = "league-import://openlineage/facets/1-0-0/{name}.json#/$defs/{name}"
 
 
@@ -120,17 +118,8 @@ class Lineage:
 COPY, DERIVE = "IDENTITY", "TRANSFORMATION"
 _TEAM_SIDES = ((STATS_FILE, "team"), (SCHEDULE_FILE, "home_team"), (SCHEDULE_FILE, "away_team"))
 _LABELS = ((STATS_FILE, "series"), (SCHEDULE_FILE, "series"))
-_NUMBERS = {
-    "points": "points",
-    **{
-        f"{group}_{part}": f"{group}.{part}"
-        for group in ("matches", "lines", "sets", "games")
-        for part in ("won", "lost")
-    },
-    "matches_tied": "matches.tied",
-    "lines_for": "lines.for",
-    "lines_ret": "lines.ret",
-}
+# The standings' numbers: the stage's column (and section 4's field) from the record's path.
+_NUMBERS = {n: n if n == "points" else n.replace("_", ".", 1) for n in STATS_NUMBERS}
 
 # The stage's columns (league_import.stage), from the record fields of the files.
 STAGE_SOURCES: dict[str, dict[str, list[tuple[str, str, str]]]] = {
@@ -165,7 +154,6 @@ STAGE_SOURCES: dict[str, dict[str, list[tuple[str, str, str]]]] = {
         "team_name": [(STATS_FILE, "team", COPY)],
     },
 }
-STAGE_TABLES = {"teams": "stage_teams", "schedule": "stage_schedule", "series_stats": "stage_stats"}
 
 # Each entity's fields (CONTRACT section 4's names, league_import.target.FIELDS), from the stage's
 # columns; an id is the stage's key resolved to the row it names.
@@ -292,14 +280,6 @@ def record_fields(record_type: type) -> list:
     return [one(f, i) for i, f in enumerate(mi.type_info(record_type).fields, 1)]
 
 
-def _record_types() -> dict[str, type]:
-    from league_import.sources import SCHEDULE_FILE as schedule
-    from league_import.sources import STATS_FILE as stats
-    from league_import.sources import ScheduleRecord, StatsRecord
-
-    return {stats: StatsRecord, schedule: ScheduleRecord}
-
-
 def source_files(report: dict) -> list[tuple[str, str, dict]]:
     """(league, absolute path, facts) of every file validate_constraints read, from its report."""
     folder = Path(report["source_dir"]).absolute()
@@ -308,7 +288,7 @@ def source_files(report: dict) -> list[tuple[str, str, dict]]:
 
 def file_input(path: str, facts: dict) -> InputDataset:
     name = Path(path).name
-    record = _record_types().get(name)
+    record = {STATS_FILE: StatsRecord, SCHEDULE_FILE: ScheduleRecord}.get(name)
     facets: dict[str, Any] = {}
     if record is not None:
         facets["schema"] = schema_dataset.SchemaDatasetFacet(fields=record_fields(record))
@@ -664,8 +644,3 @@ def of_step(
         found.outputs = []
     found.run_facets.update(run_facets(step, dry_run))
     return found
-
-
-def datasets(items: Iterable[Any]) -> list[str]:
-    """namespace/name of each dataset, for logs and tests."""
-    return [f"{d.namespace}/{d.name}" for d in items]
