@@ -111,6 +111,21 @@ en dash, doubled spaces, two club words glued or joined by a hyphen, dot or slas
 checking that every variant gives its name's key. No database. The issue sets no target: the
 figure is reported. Floor, same run: a whitespace split and a casefold of each name and label.""",
     ),
+    (
+        "lineage",
+        "bench_lineage.py",
+        [],
+        ["--repeat", "1"],
+        """What OpenLineage costs a night: whole `airflow dags test league_import` runs (a process
+each, Airflow's start included) on the bundled season, an unchanged re-import after a first night
+untimed, with the OpenLineage provider installed and no lineage settings (the default), against
+the floor measured in the same run, alternating with it (the order rotated each repetition): the
+same night with `AIRFLOW__OPENLINEAGE__DISABLED=true`, the provider's own switch. The target is on
+the CPU time of the run's processes (user + system, from getrusage), steadier than the wall time
+on a machine other work shares; the wall time is printed beside it. A third mode, the file
+transport writing every event, is reported; then the operators' lineage methods alone
+(`lineage.of_step` on each task's report of the last run, and the events' JSON) against a night.""",
+    ),
 )
 
 

@@ -25,7 +25,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import BaseOperator, Context, Param
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from league_import.operators import CONN_ID, airflow_run_state, connect, task_scope
+from league_import.operators import CONN_ID, LineageMethods, airflow_run_state, connect, task_scope
 
 VIA = "airflow"
 TEAM_ID, INACTIVE_OK = "team_id", "inactive_team"
@@ -151,12 +151,13 @@ def apply_answer(
     )
 
 
-class CollectDecisionsOperator(BaseOperator):
+class CollectDecisionsOperator(LineageMethods, BaseOperator):
     """Lists the open questions (quarantined rows, suspected renames, growth alarms) as one
     {"item": id} each, for the question group's `.expand_kwargs()`; records each one's link."""
 
     template_fields: Sequence[str] = ("conn_id", "ask_task_id")
     ui_color = "#e8f0fb"
+    lineage_step = "collect_decisions"
 
     def __init__(self, *, ask_task_id: str, conn_id: str = CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -166,11 +167,12 @@ class CollectDecisionsOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict]:
         with task_scope(), connect(self.conn_id) as conn:
             asks = collect(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=self.ask_task_id)
+            self.keep_for_lineage(asks)
         self.log.info("%s open questions asked: %s", len(asks), ", ".join(a["item"] for a in asks) or "none")
         return asks
 
 
-class DecisionOperator(HITLOperator):
+class DecisionOperator(LineageMethods, HITLOperator):
     """One open question in Required Actions, read from the database when it is asked (its
     evidence as it stands then; an item answered elsewhere meanwhile is skipped). No default: past
     its response timeout the task is skipped and the item stays pending (asked again by the next
@@ -183,6 +185,7 @@ class DecisionOperator(HITLOperator):
 
     template_fields: Sequence[str] = ("item", "response_timeout_minutes", "conn_id")
     ui_color = "#fdf1dc"
+    lineage_step = "ask"
 
     def __init__(
         self, *, item: str, response_timeout_minutes: float | str, conn_id: str = CONN_ID, **kwargs: Any
@@ -245,13 +248,14 @@ class DecisionOperator(HITLOperator):
         return {**super().execute_complete(context, event), "item": self.item}
 
 
-class ApplyDecisionOperator(BaseOperator):
+class ApplyDecisionOperator(LineageMethods, BaseOperator):
     """Applies one answer as soon as it is given (review.decide, one transaction under the task
     lock). An answer that cannot be applied fails the task, named in the log, and the item stays
     pending; an import run holding the database makes it retry later."""
 
     template_fields: Sequence[str] = ("conn_id", "answer")
     ui_color = "#e8f0fb"
+    lineage_step = "apply"
 
     def __init__(self, *, answer: Any, conn_id: str = CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -269,5 +273,6 @@ class ApplyDecisionOperator(BaseOperator):
                     f"{self.answer['item']}: answer not applied, left pending (asked again by the next run, or answer "
                     f"with league-import review decide): {exc}"
                 ) from exc
+            self.keep_for_lineage({"applied": {self.answer["item"]: outcome}})
         self.log.info("%s: %s", self.answer["item"], outcome)
         return outcome
