@@ -87,7 +87,9 @@ class Result:
 class App:
     """Start with start(), stop with stop() (returns the Result)."""
 
-    def __init__(self, uri: str, *, rate: float = 40.0, workers: int = 8, seed: int = 14):
+    def __init__(
+        self, uri: str, *, rate: float = 40.0, workers: int = 8, seed: int = 14, users: tuple[int, int] | None = None
+    ):
         self.uri, self.rate, self.workers = uri, rate, workers
         self.rng = random.Random(seed)
         self.todo: queue.Queue[Op | None] = queue.Queue()
@@ -97,7 +99,8 @@ class App:
         self.threads: list[threading.Thread] = []
         with psycopg.connect(uri, autocommit=True) as conn:
             self.teams = conn.execute("SELECT id, league_id FROM teams WHERE is_active ORDER BY id").fetchall()
-            self.users = conn.execute("SELECT min(id), max(id) FROM users").fetchone()
+            # The accounts the app writes for (by default every user id there is).
+            self.users = users or conn.execute("SELECT min(id), max(id) FROM users").fetchone()
         if not self.teams or self.users[0] is None:
             raise ValueError("the app needs teams and users")
 

@@ -42,10 +42,24 @@ and stage every file, check the constraints) and `steps.upsert`, with the WAL ea
 process that has imported the operators, Airflow's SDK and the Postgres hook, as a task's has).
 
 Floor, measured in the same run on its own empty database (keys and foreign keys present, the
-leagues and series seeded untimed): every file read with `json.load`, the teams' rows sent in
-one COPY to an unlogged table, and one `INSERT ... ON CONFLICT DO NOTHING` into `teams`, and
-the commit. The targets are the issue's: the `upsert_teams` task against the floor; the lines
-"with the reading" put `validate_constraints`, which now does the reading, on the same scale.""",
+leagues and series seeded untimed): every file read with `json.load`, every row the step writes
+(teams, matches, standings) sent by COPY to unlogged tables and inserted with one `INSERT` per
+table, the foreign keys dropped and added again around the load as the step does, the tables
+analyzed, and the commit. The targets are on what a night costs: `validate_constraints` (which
+reads and checks every file) plus `upsert_teams`, against that floor.""",
+    ),
+    (
+        "adoption",
+        "bench_adoption.py",
+        [],
+        ["--teams", "10000", "--repeat", "1"],
+        """The first night on the league app's own database (CONTRACT section 7): the app's schema
+(`include/targets/league_app.schema.sql`) filled the way its older importer filled it from the
+same league folders as `bench_upsert` (one team per club and series, names as the files spell
+them, every match and standings row), `target apply` run, then `validate_constraints` and
+`upsert_teams` as the DAG runs them: every existing team, match and standings row adopted under
+its id, the refused sub-teams created. Against the upsert's floor, measured in the same run on
+the same folders.""",
     ),
     (
         "dedup",
@@ -57,10 +71,13 @@ the commit. The targets are the issue's: the `upsert_teams` task against the flo
 state the DAG leaves: the bundled season imported by a whole night, `practice_times` with its
 foreign keys to `teams` and `leagues` present and valid (only its natural key missing), night 2's
 `validate_constraints` run, then each measurement on a byte-identical copy of that database.
-Floor, on a copy of the same database: `CREATE TABLE AS SELECT * FROM practice_times`, what
-archiving the removed rows costs when they are copied (the issue's floor). The task copies none
-when nothing stands in the way (plan `move_heap`: the table's heap becomes the archive batch and
-the table is created anew), so its time is mostly the scan that finds the survivors.""",
+Both plans: `truncate_reload` (nothing points at the table: the survivors copied aside, the
+removed rows archived, the table truncated and the survivors put back) and `delete` (an empty
+table points at it, so it is never truncated: the removed rows archived and deleted). Each
+against a floor doing its work, on a copy of the same database: one scan that finds each
+session's survivor and `CREATE TABLE AS` of the removed rows; for `delete`, also the one
+`DELETE` of those rows (the foreign key pointing at the table in place) and the `UNIQUE` key on
+what remains. The `delete` plan against the first floor is reported beside.""",
     ),
     (
         "repair",
@@ -87,8 +104,13 @@ polls, captain messages, practice times and memberships, readers of a team's pag
 its schedule, its latest messages; 40 operations a second, half reads, on 8 connections of its
 own, each operation one transaction, timed from when it was due) runs before, during and after
 night 2 of `bench_repair`'s churned state, every task as the DAG runs them, in a process of its
-own. A watcher polls `pg_stat_activity` every 20 ms for app sessions waiting on a lock.
-`tests/db/test_app_load.py` is the short form that runs in `make test`.""",
+own, three times, each on a copy of the same state. On top of the churn, the old system's
+duplicates: every membership three times (deduplicate's `truncate_reload`) and a thousand users
+signed up twice, their polls on the second account (its `delete`, the polls moved to the
+survivor); the app's growth since night 1 answered "expected" by a person first (a night that
+failed on it), so night 2 passes its health check. A watcher polls `pg_stat_activity` every
+20 ms for app sessions waiting on a lock. `tests/db/test_app_load.py` is the short form that
+runs in `make test`.""",
     ),
     (
         "health",
@@ -110,6 +132,21 @@ names of `bench/synth.py`'s leagues, then on a spelling variant of each (upper o
 en dash, doubled spaces, two club words glued or joined by a hyphen, dot or slash, an accent),
 checking that every variant gives its name's key. No database. The issue sets no target: the
 figure is reported. Floor, same run: a whitespace split and a casefold of each name and label.""",
+    ),
+    (
+        "lineage",
+        "bench_lineage.py",
+        [],
+        ["--repeat", "1"],
+        """What OpenLineage costs a night: whole `airflow dags test league_import` runs (a process
+each, Airflow's start included) on the bundled season, an unchanged re-import after a first night
+untimed, with the OpenLineage provider installed and no lineage settings (the default), against
+the floor measured in the same run, alternating with it (the order rotated each repetition): the
+same night with `AIRFLOW__OPENLINEAGE__DISABLED=true`, the provider's own switch. The target is on
+the CPU time of the run's processes (user + system, from getrusage), steadier than the wall time
+on a machine other work shares; the wall time is printed beside it. A third mode, the file
+transport writing every event, is reported; then the operators' lineage methods alone
+(`lineage.of_step` on each task's report of the last run, and the events' JSON) against a night.""",
     ),
 )
 

@@ -17,9 +17,10 @@ import os
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
-from league_import.assets import TEAMS
+from league_import.assets import QUESTIONS, TEAMS
 from league_import.notifications import failure_notifier
 from league_import.operators import (
+    AnnounceQuestionsOperator,
     BackupOperator,
     DeduplicateOperator,
     HealthCheckOperator,
@@ -143,11 +144,24 @@ def league_import():
         outlets=[TEAMS],
         doc_md="Reads: everything, read-only. Changes: etl.health_checks, the HTML report (link above), "
         "drops the run's stage, closes the run. Errors fail the run; warnings that need a person "
-        "(quarantine, suspected renames, stale sources) are notified and asked in league_review. "
+        "(quarantine, suspected renames, stale sources) are notified, and each growth warning or error "
+        "is asked in league_review ('expected' makes tonight's count the table's baseline). "
         "Recover: the steps before it committed their work; a failed check names what is wrong in "
         "the data (`make health` shows it again): mend that, then clear this task or wait for the next night.",
     )
-    validate >> deduplicate >> backup >> upsert >> restore >> health
+    announce = AnnounceQuestionsOperator(
+        task_id="announce_questions",
+        conn_id=CONN_ID,
+        dry_run=DRY_RUN,
+        outlets=[QUESTIONS],
+        retries=1,
+        on_failure_callback=None,  # the run's outcome is its steps'; this one only announces
+        doc_md="Runs last whatever became of the run (a teardown: it never changes the run's state). Reads: "
+        "how many questions wait (quarantined rows, suspected renames, growth alarms). Changes: nothing; "
+        "publishes the league_questions Asset, which starts league_review. Skipped by a dry run and when "
+        "nothing waits. Recover: nothing to do; `league-import review list` shows the questions.",
+    )
+    validate >> deduplicate >> backup >> upsert >> restore >> health >> announce.as_teardown()
 
 
 league_import()

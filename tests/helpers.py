@@ -24,6 +24,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+STATS_FILE_NAME, SCHEDULE_FILE_NAME = "series_stats.json", "schedules.json"
 DATA_TABLES = ("leagues", "clubs", "series", "teams", "schedule", "series_stats")
 
 
@@ -38,6 +39,19 @@ FRESH_DEMO = copy_demo(Path(tempfile.mkdtemp(prefix="league-demo-")))
 atexit.register(shutil.rmtree, FRESH_DEMO, ignore_errors=True)
 # Every param of the DAG: dag.test() keeps an earlier run's conf in the DAG's params otherwise.
 CONF = {"source_dir": str(FRESH_DEMO), "leagues": [], "dry_run": False, "max_deactivation_ratio": 0.2}
+
+
+def add_league(source_dir: Path, code: str) -> Path:
+    """A second league beside the bundled one: the same season under another code (its teams are
+    other teams, of another league)."""
+    folder = source_dir / code
+    folder.mkdir()
+    for name, field in ((STATS_FILE_NAME, "league_id"), (SCHEDULE_FILE_NAME, "League")):
+        records = json.loads((source_dir / LEAGUE / name).read_text())
+        for r in records:
+            r[field] = code
+        (folder / name).write_text(json.dumps(records))
+    return source_dir
 
 
 def read(source_dir: Path, name: str) -> list[dict]:

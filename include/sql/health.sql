@@ -50,17 +50,42 @@ SELECT count(*) FROM {archive} WHERE run_id = %(run_id)s AND archived_at >= %(si
 -- Rows of a table that this run wrote ({column} names the run that wrote each row).
 SELECT count(*) FROM {table} WHERE {column} = %(run_id)s;
 
--- name: previous_counts
--- Row counts recorded by the last successful, non-dry run before this one.
-SELECT h.subject, h.figure
-FROM etl.health_checks h
-WHERE h.check_name = 'rows'
-  AND h.run_id = (
-      SELECT r.run_id FROM etl.runs r
-      WHERE r.status = 'success' AND NOT r.dry_run AND r.run_id IS DISTINCT FROM %(run_id)s
-        AND EXISTS (SELECT 1 FROM etl.health_checks x WHERE x.run_id = r.run_id)
-      ORDER BY r.finished_at DESC LIMIT 1
-  );
+-- name: baselines
+-- Each table's baseline: its count after the last successful, non-dry run before this one, or the
+-- count a person accepted as expected (etl.growth_alarms) on a night since: the newer of the two.
+WITH last AS (
+    SELECT r.run_id, r.finished_at FROM etl.runs r
+    WHERE r.status = 'success' AND NOT r.dry_run AND r.run_id IS DISTINCT FROM %(run_id)s
+      AND EXISTS (SELECT 1 FROM etl.health_checks x WHERE x.run_id = r.run_id)
+    ORDER BY r.finished_at DESC LIMIT 1
+), counted AS (
+    SELECT h.subject, h.figure AS row_count, NULL::text AS accepted_by, NULL::timestamptz AS accepted_at,
+           l.finished_at AS counted_at
+    FROM etl.health_checks h JOIN last l ON l.run_id = h.run_id
+    WHERE h.check_name = 'rows'
+), accepted AS (
+    SELECT DISTINCT ON (a.subject) a.subject, a.row_count::double precision, a.decided_by, a.decided_at,
+           r.started_at AS counted_at
+    FROM etl.growth_alarms a JOIN etl.runs r ON r.run_id = a.run_id
+    WHERE a.answer = 'expected' AND a.run_id IS DISTINCT FROM %(run_id)s
+    ORDER BY a.subject, r.started_at DESC
+)
+SELECT DISTINCT ON (subject) subject, row_count, accepted_by, accepted_at
+FROM (SELECT * FROM counted UNION ALL SELECT * FROM accepted) b
+ORDER BY subject, counted_at DESC;
+
+-- name: raise_growth_alarm
+-- A growth warning or error, asked of a person; an older open alarm of the table is superseded.
+WITH superseded AS (
+    UPDATE etl.growth_alarms SET answer = 'superseded', decided_at = now()
+    WHERE subject = %(subject)s AND answer IS NULL AND run_id <> %(run_id)s
+)
+INSERT INTO etl.growth_alarms (run_id, subject, status, row_count, baseline, written, ratio)
+VALUES (%(run_id)s, %(subject)s, %(status)s, %(row_count)s, %(baseline)s, %(written)s, %(ratio)s)
+ON CONFLICT (run_id, subject) DO UPDATE
+SET status = EXCLUDED.status, row_count = EXCLUDED.row_count, baseline = EXCLUDED.baseline,
+    written = EXCLUDED.written, ratio = EXCLUDED.ratio
+RETURNING id;
 
 -- name: quarantine_waiting
 SELECT count(*), coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'row_id', row_id, 'reason', reason)
@@ -107,3 +132,9 @@ VALUES (%(run_id)s, %(check_name)s, %(subject)s, %(figure)s, %(threshold)s, %(st
 ON CONFLICT (run_id, check_name, subject) DO UPDATE
 SET figure = EXCLUDED.figure, threshold = EXCLUDED.threshold, status = EXCLUDED.status,
     detail = EXCLUDED.detail, checked_at = now();
+
+-- name: league_mismatch
+-- User rows whose own league column names another league than their team's.
+SELECT count(*), coalesce((array_agg({row_id} ORDER BY {row_id}))[1:5], '{{}}')
+FROM {table} t JOIN {teams} x ON x.id = t.{column}
+WHERE t.{league} IS DISTINCT FROM x.league_id AND t.{league} IS NOT NULL;

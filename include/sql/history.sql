@@ -140,19 +140,22 @@ INSERT INTO id_map (dup_id, keep_id) VALUES (%(merged)s, %(survivor)s);
 -- name: repoint_collisions
 -- Referencing rows that would repeat their table's natural key once moved to the survivor: one
 -- row per key stays, chosen by the table's dedup rule ({order}: e.g. the primary membership),
--- then a row that does not move; the others are archived and removed.
+-- then a row that does not move; the others are archived and removed. Only keys a moving row
+-- takes: rows that repeat a key among themselves, none of them moving, are their own table's
+-- duplicates (its deduplicate's, not this move's).
 CREATE TEMP TABLE IF NOT EXISTS repoint_collisions (ref tid) ON COMMIT DROP;
 TRUNCATE repoint_collisions;
 INSERT INTO repoint_collisions
 SELECT ref FROM (
     SELECT r.ctid AS ref,
-           row_number() OVER (PARTITION BY {mapped_key} ORDER BY {order}, m.dup_id IS NOT NULL, r.ctid) AS rn
+           row_number() OVER (PARTITION BY {mapped_key} ORDER BY {order}, m.dup_id IS NOT NULL, r.ctid) AS rn,
+           count(m.dup_id) OVER (PARTITION BY {mapped_key}) AS moving
     FROM {referencing} r
     LEFT JOIN id_map m ON m.dup_id = r.{column}
     -- only rows that move, or already sit on a surviving id, can share a key
     WHERE r.{column} IN (SELECT dup_id FROM id_map UNION ALL SELECT keep_id FROM id_map)
 ) ranked
-WHERE rn > 1;
+WHERE rn > 1 AND moving > 0;
 
 -- name: collided
 t.ctid IN (SELECT ref FROM repoint_collisions)

@@ -56,5 +56,11 @@ UPDATE etl.runs r SET status = 'failed', finished_at = now(),
        report = r.report || jsonb_build_object('error', 'lease freed by hand: ' || %(why)s)
 FROM freed WHERE r.run_id = freed.run_id AND r.status = 'running';
 
+-- name: taken_over
+-- The run whose lease another run took: failed, with the reason, unless it finished meanwhile.
+UPDATE etl.runs SET status = 'failed', finished_at = coalesce(finished_at, now()),
+       report = report || jsonb_build_object('error', %(why)s::text)
+WHERE run_id = %(run_id)s AND status = 'running';
+
 -- name: latest
 SELECT run_id, status, dry_run, report FROM etl.runs ORDER BY started_at DESC LIMIT 1;

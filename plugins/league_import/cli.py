@@ -22,7 +22,9 @@ from league_import.words import plural, verb
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 quarantine_app = typer.Typer(no_args_is_help=True, help="Rows waiting in quarantine.")
 alias_app = typer.Typer(no_args_is_help=True, help="Spellings tied to a team id (etl.team_aliases).")
-review_app = typer.Typer(no_args_is_help=True, help="Open questions: quarantined rows and suspected renames.")
+review_app = typer.Typer(
+    no_args_is_help=True, help="Open questions: quarantined rows, suspected renames, growth alarms."
+)
 target_app = typer.Typer(
     no_args_is_help=True,
     help="The target database (LEAGUE_IMPORT_TARGET: a mapping file; README, Targets): what the pipeline "
@@ -252,13 +254,15 @@ def _connection(*, lock: bool = False):
 @quarantine_app.command("list")
 def quarantine_list() -> None:
     """Rows waiting in quarantine, with the reason and the candidates seen."""
+    from league_import.display import printable
     from league_import.review import pending
 
     with _database() as conn:
         items = [i for i in pending(conn) if i.kind == "quarantine"]
     for item in items:
-        typer.echo(f"{item.id}  {item.evidence['table']} row {item.evidence['row']}: {item.evidence['reason']}")
-        typer.echo(f"    options: {'; '.join(item.options)}")
+        line = f"{item.id}  {item.evidence['table']} row {item.evidence['row']}: {item.evidence['reason']}"
+        typer.echo(printable(line))
+        typer.echo(item.lines()[-1])
     typer.echo(f"{plural(len(items), 'row')} {verb(len(items), 'waits', 'wait')}")
 
 
@@ -268,12 +272,13 @@ def release(
     row_id: str = typer.Option(..., help="etl.quarantine.row_id of the row"),
     team_id: int = typer.Option(..., help="the team the row belongs to"),
     column: str = typer.Option("team_id", help="the team column"),
+    inactive: bool = typer.Option(False, "--inactive", help="the team is inactive, and meant all the same"),
 ) -> None:
     """Put a quarantined row back on the team a person decided."""
     from league_import.review import release as release_row
 
     with _database(write=True) as conn:
-        typer.echo(release_row(conn, table, row_id, team_id, column, by=_by()))
+        typer.echo(release_row(conn, table, row_id, team_id, column, by=_by(), inactive_ok=inactive))
 
 
 @alias_app.command("add")
@@ -325,23 +330,22 @@ def review_list(as_json: bool = typer.Option(False, "--json", help="as JSON")) -
         typer.echo(json.dumps([i.__dict__ for i in items], default=str, indent=2))
         return
     for item in items:
-        typer.echo(f"{item.id}  {item.subject}")
-        for key, value in item.evidence.items():
-            typer.echo(f"    {key}: {value}")
-        typer.echo("    options: " + " | ".join(item.options))
+        for line in item.lines():
+            typer.echo(line)
     typer.echo(plural(len(items), "open question"))
 
 
 @review_app.command("decide")
 def review_decide(
-    item: str = typer.Argument(..., help="quarantine:<id> or rename:<id> (review list)"),
+    item: str = typer.Argument(..., help="quarantine:<id>, rename:<id> or growth:<id> (review list)"),
     option: str = typer.Argument(..., help="one of the item's options, as listed (or a team id)"),
+    inactive: bool = typer.Option(False, "--inactive", help="the team id given is inactive, and meant all the same"),
 ) -> None:
     """Answer one open question; applied in one transaction and recorded with your user name."""
     from league_import.review import decide
 
     with _database(write=True) as conn:
-        typer.echo(decide(conn, item, option, by=_by(), via="cli"))
+        typer.echo(decide(conn, item, option, by=_by(), via="cli", inactive_ok=inactive))
 
 
 def main(argv: list[str] | None = None) -> int:

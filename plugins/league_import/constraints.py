@@ -48,19 +48,21 @@ _run = partial(run, "constraints")
 
 
 def sample_key(table: str, columns, alias: str | None = None) -> sql.Composable:
-    """A key as JSON for reports: personal values (an email) only as a short digest, never as written."""
+    """A key as JSON for reports: personal values (an email) only as a keyed digest
+    (etl.personal_digest: HMAC under this installation's own key), never as written."""
 
     def value(c: str) -> sql.Composable:
         ref = sql.Identifier(alias, c) if alias else sql.Identifier(c)
-        return sql.SQL("'md5:' || left(md5({}::text), 10)").format(ref) if is_personal(table, c) else ref
+        return sql.SQL("etl.personal_digest({}::text)").format(ref) if is_personal(table, c) else ref
 
     pairs = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c), value(c)) for c in columns)
     return sql.SQL("jsonb_build_object({})").format(pairs)
 
 
-def duplicates(cur: psycopg.Cursor, key: NaturalKey) -> tuple[int, int, list]:
-    """(repeated keys, extra rows, worst few keys with their copies)."""
-    key_json = sample_key(key.table, key.columns)
+def duplicates(cur: psycopg.Cursor, key: NaturalKey, *, sample: bool = True) -> tuple[int, int, list]:
+    """(repeated keys, extra rows, worst few keys with their copies); without `sample` (a
+    database the pipeline has not set up yet: no digest key) the keys are counted only."""
+    key_json = sample_key(key.table, key.columns) if sample else sql.SQL("NULL::jsonb")
     return _run(
         cur, "duplicate_keys", table=_ident("public", key.table), key=_columns(key.columns), key_json=key_json
     ).fetchone()

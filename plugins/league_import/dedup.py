@@ -7,9 +7,16 @@ the removed rows are copied to an archive batch in one pass, the table is trunca
 survivors put back; otherwise the removed rows are archived and deleted against the keep-set. A
 referenced table is never truncated: references to a removed duplicate move to its survivor first.
 
+Deleting a row that other tables point at makes PostgreSQL look each one up in every table that
+points at it: with no index on the pointing column that is a scan of the table per deleted row
+(seconds for a thousand duplicate users). Such a column gets an index for the step's transaction
+only, dropped before it commits: no other session ever sees it, and the table's definition after
+the step is what it was.
+
 Locks: before it reads, the step takes every lock it will need, in one order (the tables the
-table points at and those that point at it, EXCLUSIVE; then the table, ACCESS EXCLUSIVE), each
-wait bounded well under the server's deadlock_timeout. An app transaction that holds one of them
+table points at and those that point at it, EXCLUSIVE, or ACCESS EXCLUSIVE for a table that gets
+a passing index; then the table, ACCESS EXCLUSIVE), each wait bounded well under the server's
+deadlock_timeout. An app transaction that holds one of them
 and waits for another makes the step give way (it lets go of all, and tries again a moment
 later), never the app: the step holds nothing while it waits, and no other lock is waited for
 once it holds them (no row of those tables can be locked by another transaction meanwhile).
@@ -23,6 +30,7 @@ from functools import partial
 from psycopg import Connection, Cursor, Rollback, sql
 from psycopg.errors import LockNotAvailable
 
+from league_import import pgcatalog
 from league_import.archive import archive_bulk, archive_rows, live_columns
 from league_import.catalog import NaturalKey, references
 from league_import.constraints import add_unique, sample_key
@@ -32,6 +40,7 @@ from league_import.pgcatalog import (
     column_definitions,
     foreign_keys,
     has_unique,
+    index_leads_with,
     referenced_tables,
     references_to,
 )
@@ -78,7 +87,8 @@ def deduplicate(
         if has_unique(cur, key.table, key.columns):
             return {"table": key.table, "duplicates": 0, "plan": "enforced", "unique_added": False}
         referencing = _referencing(cur, key.table)
-        _lock(conn, cur, key.table, referencing)
+        unindexed = [(t, c) for t, c in referencing if not index_leads_with(cur, t, c)]
+        _lock(conn, cur, key.table, referencing, whole={t for t, _ in unindexed})
         has_id = any(name == "id" for name, _ in live_columns(cur, key.table))
         ref = sql.Identifier("id") if has_id else sql.SQL("ctid")
         if key.keep_order:
@@ -96,6 +106,9 @@ def deduplicate(
             ).fetchall()
         ]
         if removed:
+            # Before any row moves: an index built after this transaction's own updates of its
+            # column would be one this transaction cannot use (its HOT chains broken).
+            passing = _passing_indexes(cur, unindexed)
             if referencing:
                 report["repointed"] = _repoint(cur, key, referencing, run_id)
             predicate, params = sql.SQL(statements("dedup")["not_kept"]).format(ref=ref), {}
@@ -116,6 +129,8 @@ def deduplicate(
                 _run(cur, "truncate_reload", table=table, columns=_stored_columns(cur, key.table))
             else:
                 _run(cur, "delete_not_kept", params, table=table, predicate=predicate)
+            for name in passing:
+                _run(cur, "drop_index", index=name)
             after = _run(cur, "count_rows", table=table).fetchone()[0]
             if archived != removed or after != kept:
                 raise CountMismatchError(
@@ -130,9 +145,24 @@ def deduplicate(
     return report
 
 
-def _lock(conn: Connection, cur: Cursor, table: str, referencing: list[tuple[str, str]]) -> None:
+def _passing_indexes(cur: Cursor, unindexed: list[tuple[str, str]]) -> list[sql.Identifier]:
+    """An index on each pointing column that has none, for this transaction (see the module's doc)."""
+    names = []
+    for number, (table, column) in enumerate(unindexed):
+        name = f"league_import_dedup_{number}"
+        _run(cur, "create_index", index=sql.Identifier(name), table=sql.Identifier("public", table),
+             column=sql.Identifier(column))  # fmt: skip
+        names.append(sql.Identifier("public", name))
+    return names
+
+
+def _lock(
+    conn: Connection, cur: Cursor, table: str, referencing: list[tuple[str, str]], whole: set[str] = frozenset()
+) -> None:
     """Every lock the step needs, in one order, each wait bounded (see the module's doc); tried
-    again after a pause while another transaction holds one, for LOCK_PATIENCE_S at most."""
+    again after a pause while another transaction holds one, for LOCK_PATIENCE_S at most. The
+    tables in `whole` are taken ACCESS EXCLUSIVE (they get a passing index, dropped before the
+    commit: a lock raised later could deadlock)."""
     referenced = {name for schema, name in referenced_tables(cur, table) if schema == "public"}
     others = ({t for t, _ in referencing} | referenced) - {table}
     wait = min(LOCK_WAIT_MS, _run(cur, "deadlock_timeout_ms").fetchone()[0] // 2)
@@ -142,7 +172,8 @@ def _lock(conn: Connection, cur: Cursor, table: str, referencing: list[tuple[str
             with conn.transaction():  # a savepoint: a lock not granted lets go of the ones taken
                 _run(cur, "set_lock_wait", {"wait": f"{wait}ms"})
                 for name in sorted(others):
-                    _run(cur, "lock_exclusive", table=sql.Identifier("public", name))
+                    mode = "lock_table" if name in whole else "lock_exclusive"
+                    _run(cur, mode, table=sql.Identifier("public", name))
                 _run(cur, "lock_table", table=sql.Identifier("public", table))
             return
         except LockNotAvailable:
@@ -180,10 +211,20 @@ def _survivors_break_foreign_keys(cur: Cursor, table: str) -> bool:
 
 def _repoint(cur: Cursor, key: NaturalKey, referencing: list[tuple[str, str]], run_id: str) -> dict:
     """Map each removed duplicate to its survivor, then move the references (league_import.history)."""
+    # NULLs in a key are equal; a NOT NULL column is compared with = so that the join is hashed
+    # (IS NOT DISTINCT FROM alone makes it a nested loop: seconds for a few thousand keys).
+    not_null = {c.name for c in pgcatalog.columns(cur, key.table) if c.not_null}
     match = sql.SQL(" AND ").join(
-        sql.SQL("t.{c} IS NOT DISTINCT FROM k.{c}").format(c=sql.Identifier(c)) for c in key.columns
+        sql.SQL("t.{c} {op} k.{c}").format(
+            c=sql.Identifier(c), op=sql.SQL("=" if c in not_null else "IS NOT DISTINCT FROM")
+        )
+        for c in key.columns
     )
-    _run(cur, "map_duplicates", table=sql.Identifier("public", key.table), key_match=match)
+    referenced = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT r.{} FROM {} r").format(sql.Identifier(column), sql.Identifier("public", table))
+        for table, column in referencing
+    )
+    _run(cur, "map_duplicates", table=sql.Identifier("public", key.table), key_match=match, referenced=referenced)
     return repoint_references(cur, referencing, run_id, "duplicate")
 
 

@@ -9,8 +9,10 @@ only `record` writes (etl.health_checks, for trends). The checks:
   BYE rows and identity); a league added tonight is no alarm, a row deleted by hand is;
 - rows: the tables the sources do not determine (user-owned, etl_archive, backups, the pipeline's
   history) grow against a floor, now / max(before, min_baseline): 41 -> 3,470,114 and 0 -> 2,000
-  are errors, +3 on a 2-row table is not; the history tables may not shrink;
+  are errors, +3 on a 2-row table is not; the history tables may not shrink; each growth warning
+  or error is asked of a person, and a count answered "expected" is the table's baseline after;
 - row_balance: user-owned rows, live + archived since the backup = the count at the backup;
+- leagues: a user row with a league column of its own sits on a team of that league (warnings);
 - quarantine and renames: decisions waiting for a person (warnings);
 - freshness: per league, files older than stale_hours, or identical for more than
   unchanged_nights nights while the schedule still has future dates, or a file absent tonight
@@ -31,7 +33,7 @@ from league_import.catalog import ETL_TABLES, Reference, natural_keys, reference
 from league_import.config import Thresholds
 from league_import.constraints import duplicates, orphans
 from league_import.pgcatalog import foreign_keys, has_unique, table_exists, unique_keys
-from league_import.references import team_references, user_tables
+from league_import.references import row_id, team_references, user_tables
 from league_import.sources import SCHEDULE_FILE, STATS_FILE
 from league_import.sql import run, statements
 from league_import.target import current
@@ -57,18 +59,21 @@ DECISIONS = {
     "quarantine": "league-import quarantine list, then league-import review decide (or the league_review DAG)",
     "renames": "league-import review list, then league-import review decide (or the league_review DAG)",
     "freshness": "check the scraper that writes the league files",
+    "rows": "league-import review list, then league-import review decide growth:<id> (or the league_review DAG)",
 }
 
 
 @dataclass
 class Check:
-    check: str  # orphans | duplicates | constraint | reconcile | rows | row_balance | quarantine | renames | freshness
+    # orphans | duplicates | constraint | reconcile | rows | row_balance | leagues | quarantine | renames | freshness
+    check: str
     subject: str  # table.column, table, constraint name, "table league"
     figure: float
     threshold: str
     status: str = "ok"  # ok | warn | error
     detail: str = ""
     sample: list = field(default_factory=list)
+    basis: dict = field(default_factory=dict)  # rows: the baseline, what this run wrote, the ratio
 
 
 _run = partial(run, "health")
@@ -99,6 +104,7 @@ def run_checks(
             *_reconcile(cur, implied),
             *_rows(cur, run_id, limits, counts),
             *_row_balance(cur, run_id, counts, users),
+            *_leagues_agree(cur),
             _quarantine(cur, limits),
             _renames(cur, limits),
             *_freshness(cur, run_id, limits),
@@ -242,21 +248,24 @@ def _absent_file(code: str, table: str, kept: int) -> Check:
     return Check("freshness", f"{table} {code}", kept, f"{file} present", "warn" if kept else "ok", detail)
 
 
-def _previous(cur: Cursor, run_id: str | None) -> dict[str, float]:
-    return {subject: float(n) for subject, n in _run(cur, "previous_counts", {"run_id": run_id}).fetchall()}
+def _baselines(cur: Cursor, run_id: str | None) -> dict[str, tuple[float, str | None, datetime | None]]:
+    """Per table: (baseline rows, who accepted it as expected, when), None twice for a count
+    after the last successful run."""
+    return {s: (float(n), by, at) for s, n, by, at in _run(cur, "baselines", {"run_id": run_id}).fetchall()}
 
 
 def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str, int]) -> list[Check]:
     """Growth against a floor for the tables the sources do not determine; history never shrinks.
 
     A table may grow by what this run wrote itself (its archive copies, repairs, backup, key map
-    entries: its steps report them): growth is (rows now - written by this run) / max(rows after
-    the last successful run, min_baseline), so a clean-up is no alarm and rows piling up from
-    elsewhere are. An archive table the last
-    successful run did not count had no rows then; any other table it did not count (a database
-    upgraded since) has no baseline yet.
+    entries: its steps report them): growth is (rows now - written by this run) / max(baseline,
+    min_baseline), so a clean-up is no alarm and rows piling up from elsewhere are. The baseline
+    is the count after the last successful run, or a count a person answered "expected" since
+    (etl.growth_alarms): an app that grew once fails one night, not every night after. An archive
+    table the last successful run did not count had no rows then; any other table it did not
+    count (a database upgraded since) has no baseline yet.
     """
-    previous = _previous(cur, run_id)
+    baselines = _baselines(cur, run_id)
     out = []
     for name, now in counts.items():
         own = 0
@@ -270,20 +279,27 @@ def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str,
                 column=sql.Identifier(column),
             ).fetchone()[0]
         # An archive table appears with its first archived row: absent at the last run means empty.
-        lazy = name.startswith("etl_archive.") and bool(previous)
-        before = previous.get(name, 0.0 if lazy else None)
+        lazy = name.startswith("etl_archive.") and bool(baselines)
+        before, accepted_by, accepted_at = baselines.get(name, (0.0 if lazy else None, None, None))
         check = Check(
             "rows",
             name,
             now,
-            f"growth < {limits.growth_warn:g}x/{limits.growth_error:g}x of max(before, {limits.min_baseline})",
+            f"growth < {limits.growth_warn:g}x/{limits.growth_error:g}x of max(baseline, {limits.min_baseline})",
         )
         if before is not None:
             ratio = (now - own) / max(before, limits.min_baseline)
-            check.detail = f"{plural(int(before), 'row')} at the last successful run, {int(now):,} now"
+            check.basis = {"baseline": before, "written": own, "ratio": round(ratio, 4)}
+            when = (
+                f"when {accepted_by} accepted them as expected on {accepted_at:%Y-%m-%d %H:%M}"
+                if accepted_by
+                else "at the last successful run"
+            )
+            check.detail = f"{plural(int(before), 'row')} {when}, {int(now):,} now"
             if own:
                 check.detail += f", {own:,} of them written by this run (not counted)"
-            check.detail += f"; growth {ratio:.2f}x of max(then, {limits.min_baseline})"
+            check.detail += f"; growth {ratio:,.2f}x of max(baseline, {limits.min_baseline})"
+            check.basis["grew"] = ratio >= limits.growth_warn
             if ratio >= limits.growth_error:
                 check.status = "error"
             elif ratio >= limits.growth_warn:
@@ -295,6 +311,30 @@ def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str,
                 check.status = "error" if lost > limits.drop_error else "warn" if lost > limits.drop_warn else "ok"
         out.append(check)
     return out
+
+
+def ask_growth(conn: Connection, run_id: str, checks: list[Check]) -> list[int]:
+    """Each growth warning or error becomes a question for a person (league_review, `league-import
+    review`): "expected" makes tonight's count the baseline. Returns the alarms' ids; each check's
+    detail says how to answer it."""
+    ids = []
+    with conn.transaction(), conn.cursor() as cur:
+        for c in checks:
+            if c.check != "rows" or not c.basis.get("grew"):
+                continue
+            params = {
+                "run_id": run_id,
+                "subject": c.subject,
+                "status": c.status,
+                "row_count": int(c.figure),
+                "baseline": c.basis["baseline"],
+                "written": c.basis["written"],
+                "ratio": c.basis["ratio"],
+            }
+            (alarm,) = _run(cur, "raise_growth_alarm", params).fetchone()
+            ids.append(alarm)
+            c.detail += f"; if the app grew so on purpose: league-import review decide growth:{alarm} expected"
+    return ids
 
 
 def _row_balance(cur: Cursor, run_id: str | None, counts: dict[str, int], users: list[str]) -> list[Check]:
@@ -324,6 +364,27 @@ def _row_balance(cur: Cursor, run_id: str | None, counts: dict[str, int], users:
                 f"backup {count}, live {live}, archived {archived}"
                 + (f": {plural(missing, 'row')} removed without an archived copy" if missing > 0 else ""),
             )
+        )
+    return out
+
+
+def _leagues_agree(cur: Cursor) -> list[Check]:
+    """A user row with a league column of its own (a practice time) sits on a team of that
+    league: a decision or a repair that crossed leagues shows here (warnings: the row is the app's)."""
+    out = []
+    for col in current().declared_team_columns():
+        if col.league is None or not table_exists(cur, col.table):
+            continue
+        parts = {
+            "table": sql.Identifier("public", col.table),
+            "column": sql.Identifier(col.column),
+            "league": sql.Identifier(col.league),
+            "row_id": row_id(cur, col.table, col.column),
+        }
+        count, sample = _run(cur, "league_mismatch", **parts).fetchone()
+        detail = f"rows on a team of another league than their own {col.league}: {count}" if count else ""
+        out.append(
+            Check("leagues", f"{col.table}.{col.column}", count, "0", "warn" if count else "ok", detail, list(sample))
         )
     return out
 

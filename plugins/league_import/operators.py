@@ -100,7 +100,61 @@ def mark_run_failed(context: Context) -> None:
         finish_run(conn, context["run_id"], "failed", f"{context['task_instance'].task_id}: {error}")
 
 
-class LeagueStepOperator(BaseOperator):
+class LineageMethods:
+    """The OpenLineage provider's methods: what the step read and wrote (league_import.lineage,
+    from the report the step kept in `lineage_report`). The provider calls them only when it is
+    configured (its transport); otherwise they cost nothing."""
+
+    lineage_step: str = ""  # a key of league_import.lineage.STEPS
+    lineage_report: Any = None
+    lineage_target: Any = None
+
+    def keep_for_lineage(self, report: Any) -> None:
+        """The step's report and the target it ran on, for the lineage methods (called after it)."""
+        from league_import.target import current
+
+        self.lineage_report, self.lineage_target = report, current()
+
+    def get_openlineage_facets_on_start(self):
+        return self._operator_lineage(None)
+
+    def get_openlineage_facets_on_complete(self, task_instance):
+        return self._operator_lineage(self.lineage_report)
+
+    def get_openlineage_facets_on_failure(self, task_instance):
+        return self._operator_lineage(self.lineage_report, failed=True)
+
+    def _operator_lineage(self, report: Any, *, failed: bool = False):
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        from league_import import lineage
+
+        try:
+            dry_run = _flag("dry_run", getattr(self, "dry_run", False))
+        except Exception:  # noqa: BLE001 (a dry_run that did not render: the step failed on it)
+            dry_run = False
+        place = lineage_place(getattr(self, "conn_id", CONN_ID)) if report is not None else None
+        target = self.lineage_target
+        if target is None and report is not None:
+            from league_import.target import configured
+
+            target = configured()
+        found = lineage.of_step(self.lineage_step, report, place, target, dry_run=dry_run, failed=failed)
+        return OperatorLineage(inputs=found.inputs, outputs=found.outputs, run_facets=found.run_facets)
+
+
+def lineage_place(conn_id: str):
+    """Where the target database is, named as the postgres provider names its datasets."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from league_import.lineage import Place
+
+    hook = PostgresHook(postgres_conn_id=conn_id)
+    info = hook.get_openlineage_database_info(hook.get_connection(conn_id))
+    return Place(f"{info.scheme}://{info.authority}", info.database)
+
+
+class LeagueStepOperator(LineageMethods, BaseOperator):
     """A pipeline step on one connection: task lock, schema, run lease, heartbeat, report.
 
     The report is kept in etl.runs.report under the task id. A run is refused at once while
@@ -124,10 +178,13 @@ class LeagueStepOperator(BaseOperator):
 
         with task_scope():
             try:
-                return self._execute(context)
+                report = self._execute(context)
             except HealthCheckError as exc:  # the checks' report is kept before the run fails
                 self._record(context, exc.report)
+                self.keep_for_lineage(exc.report)
                 raise
+            self.keep_for_lineage(report)
+            return report
 
     def _execute(self, context: Context) -> dict:
         from league_import.runs import Heartbeat, check_lease, claim_run, finish_run, lock_task, record_step
@@ -171,6 +228,8 @@ class ValidateConstraintsOperator(LeagueStepOperator):
     declared constraint and add the safe ones. Every input problem is reported here, before the
     first write. Configuration (thresholds, notifications) is checked here too."""
 
+    lineage_step = "validate_constraints"
+
     template_fields: Sequence[str] = (*BASE_FIELDS, "source_dir", "leagues")
 
     def __init__(self, *, source_dir: str | None = None, leagues: list[str] | str | None = None, **kwargs: Any) -> None:
@@ -208,6 +267,8 @@ class DeduplicateOperator(LeagueStepOperator):
     by default every natural key of league_import.catalog, referenced tables first.
     """
 
+    lineage_step = "deduplicate"
+
     template_fields: Sequence[str] = (*BASE_FIELDS, "keys")
 
     def __init__(self, *, keys: list[dict] | None = None, **kwargs: Any) -> None:
@@ -236,6 +297,8 @@ class DeduplicateOperator(LeagueStepOperator):
 class BackupOperator(LeagueStepOperator):
     """Snapshot teams and every user row's team id for this run; record new and re-used ids."""
 
+    lineage_step = "backup"
+
     def run_step(self, conn, context: Context) -> dict:
         from league_import.backup import backup
 
@@ -244,6 +307,8 @@ class BackupOperator(LeagueStepOperator):
 
 class UpsertTeamsOperator(LeagueStepOperator):
     """Load every staged league in one transaction: guard first, ids kept, only changes written."""
+
+    lineage_step = "upsert_teams"
 
     template_fields: Sequence[str] = (*BASE_FIELDS, "max_deactivation_ratio")
 
@@ -272,6 +337,8 @@ class UpsertTeamsOperator(LeagueStepOperator):
 class RestoreMappingOperator(LeagueStepOperator):
     """Orphan repair: every user row whose team id does not exist, or was re-used, is put back or quarantined."""
 
+    lineage_step = "restore_mapping"
+
     def run_step(self, conn, context: Context) -> dict:
         from league_import.repair import restore_mapping
 
@@ -297,9 +364,10 @@ class HealthCheckOperator(LeagueStepOperator):
 
     Thresholds: the Airflow Variable `league_import_health_thresholds` (JSON), over the defaults
     of league_import.config.Thresholds. A dry run reports its checks and does not fail on them,
-    and announces nothing: no notification of decisions, no Asset event (which would start
-    league_review and tell downstream DAGs of data that was never written).
-    """
+    and announces nothing: no notification of decisions, no `league_teams` Asset event (which
+    would tell the DAGs scheduled on it of data that was never written)."""
+
+    lineage_step = "health_check"
 
     template_fields: Sequence[str] = (*BASE_FIELDS, "report_dir")
     operator_extra_links = (HealthReportLink(),)
@@ -337,3 +405,35 @@ class HealthCheckOperator(LeagueStepOperator):
                 "decisions_pending": len(decisions),
             }
         return result
+
+
+class AnnounceQuestionsOperator(LineageMethods, BaseOperator):
+    """The import run's teardown: whatever became of the run (a growth alarm fails it), questions
+    waiting for a person are announced on the `league_questions` Asset, which schedules
+    league_review. Nothing is announced by a dry run or when nothing waits (the task is skipped)."""
+
+    template_fields: Sequence[str] = ("conn_id", "dry_run")
+    ui_color = "#e8f0fb"
+    lineage_step = "announce_questions"
+
+    def __init__(self, *, conn_id: str = CONN_ID, dry_run: bool | str = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.dry_run = dry_run
+
+    def execute(self, context: Context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from league_import.review import open_questions
+
+        if _flag("dry_run", self.dry_run):
+            raise AirflowSkipException("a dry run announces nothing")
+        with task_scope(), connect(self.conn_id) as conn:
+            waiting = open_questions(conn)
+            self.keep_for_lineage(waiting)
+        if not waiting:
+            raise AirflowSkipException("no question waits for a person")
+        self.log.info("questions waiting for a person: %s", waiting)
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {"run_id": context["run_id"], **waiting}
+        return waiting

@@ -339,7 +339,7 @@ def _write(conn: Connection, cur: Cursor, columns: list[_Column], run_id: str, *
     ranges: dict[tuple[str, str, bool], list[tuple[int, int, int]]] = {}
     for table, column, quarantine, batch, first, last in found:
         ranges.setdefault((table, column, quarantine), []).append((batch, first, last))
-    batches, removed, merged = 0, {}, {}
+    batches, removed, merged, archived = 0, {}, {}, {}
     for c in columns:
         for kind, quarantine in ((MOVES, False), (["quarantine"], True)):
             for batch, first, last in ranges.get((c.col.table, c.col.column, quarantine), []):
@@ -348,9 +348,12 @@ def _write(conn: Connection, cur: Cursor, columns: list[_Column], run_id: str, *
                     _run(cur, "clear_batch")
                     _run(cur, "batch_rows", args, table=c.table, column=c.column, match=c.match)
                     if quarantine:
-                        removed[c.col.table] = removed.get(c.col.table, 0) + _quarantine(cur, c, run_id, args)
+                        gone, copies = _quarantine(cur, c, run_id, args)
+                        removed[c.col.table] = removed.get(c.col.table, 0) + gone
                     else:
-                        merged[c.col.table] = merged.get(c.col.table, 0) + _move(cur, c, run_id, swaps)
+                        copies = _move(cur, c, run_id, swaps)
+                        merged[c.col.table] = merged.get(c.col.table, 0) + copies
+                    archived[c.col.table] = archived.get(c.col.table, 0) + copies
                     _run(cur, "record_decisions", args, written=_statement("batch_decisions"))
                 batches += 1
     # The bulk strategy last: the rows decided one by one (on re-used ids) have left the ids
@@ -374,6 +377,7 @@ def _write(conn: Connection, cur: Cursor, columns: list[_Column], run_id: str, *
                     written, collided = _bulk_with_collisions(cur, c, run_id, args, parts)
                     moved += written
                     merged[c.col.table] = merged.get(c.col.table, 0) + collided
+                    archived[c.col.table] = archived.get(c.col.table, 0) + collided
             batches += 1
         if moved < expected:  # rows the app moved or removed meanwhile
             left[c.col.table] = left.get(c.col.table, 0) + expected - moved
@@ -381,6 +385,7 @@ def _write(conn: Connection, cur: Cursor, columns: list[_Column], run_id: str, *
         "batches": batches,
         "quarantined_rows_removed": {t: n for t, n in removed.items() if n},
         "merged_into_existing_rows": {t: n for t, n in merged.items() if n},
+        "archived_rows": {t: n for t, n in archived.items() if n},
         "bulk_left": left,
     }
 
@@ -459,8 +464,9 @@ def _move(cur: Cursor, c: _Column, run_id: str, swaps: bool) -> int:
     return merged
 
 
-def _quarantine(cur: Cursor, c: _Column, run_id: str, args: dict) -> int:
-    """Archive the batch's rows, then detach (nullable) or remove (NOT NULL) them; returns removed."""
+def _quarantine(cur: Cursor, c: _Column, run_id: str, args: dict) -> tuple[int, int]:
+    """Archive the batch's rows, then detach (nullable) or remove (NOT NULL) them; returns the rows
+    removed and the rows archived."""
     predicate = sql.SQL(statements("repair")["quarantined_predicate"])
     archived = archive_rows(cur, c.col.table, predicate, {}, run_id, "orphan")
     statement = "remove_quarantined" if c.not_null else "detach_quarantined"
@@ -468,4 +474,4 @@ def _quarantine(cur: Cursor, c: _Column, run_id: str, args: dict) -> int:
     if archived != done:
         raise CountMismatchError(f"{c.col.table}: {done} rows quarantined but {archived} archived")
     _run(cur, "record_quarantine", args)
-    return done if c.not_null else 0
+    return (done if c.not_null else 0), archived

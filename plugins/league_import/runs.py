@@ -175,6 +175,8 @@ def claim_run(
             if reason is None:
                 raise _refuse(held, run_id)
             takeover = f"took over the lease of {held.describe()}: {reason}"
+            why = f"lease taken over by run {run_id}: {reason}"
+            _run(cur, "taken_over", {"run_id": held.run_id, "why": why})
         holder = f"{socket.gethostname()} pid {os.getpid()}"
         _run(cur, "claim", {"run_id": run_id, "dag_id": dag_id, "holder": holder})
     return takeover

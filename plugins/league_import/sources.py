@@ -25,6 +25,7 @@ from typing import Annotated
 
 import msgspec
 
+from league_import.display import is_hidden
 from league_import.errors import SourceError
 from league_import.identity import MAX_NAME_LENGTH, TeamIdentity, TeamNameError, clean, is_bye, parse_label, parse_team
 
@@ -377,14 +378,14 @@ _ESCAPE = re.compile(rb"\\u([0-9a-fA-F]{4})")
 
 @lru_cache(maxsize=1)
 def _hidden_raw() -> re.Pattern:
-    hidden = (chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cc", "Cf"))
+    hidden = (chr(c) for c in range(0x110000) if is_hidden(chr(c)))
     return re.compile("[" + re.escape("".join(c for c in hidden if c not in "\t\n\r")) + "]")
 
 
 def _may_hide(data: bytes) -> bool:
     """Whether the file may hold a control or invisible format character in a string."""
     escaped = {int(code, 16) for code in _ESCAPE.findall(data)}
-    if any(unicodedata.category(chr(c)) in ("Cc", "Cf") for c in escaped):
+    if any(is_hidden(chr(c)) for c in escaped):
         return True
     return not data.isascii() and _hidden_raw().search(data.decode("utf-8", "replace")) is not None
 
@@ -483,7 +484,7 @@ def _check_text(path: Path, i: int, record, problems: Problems) -> bool:
     ok = True
     for name in TEXT_FIELDS[type(record)]:
         value = getattr(record, name)
-        hidden = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf")), None)
+        hidden = next((c for c in value if is_hidden(c)), None)
         if "\x00" in value:
             problems.add(path, "contains a NUL character, which PostgreSQL text cannot hold", i, name)
             ok = False

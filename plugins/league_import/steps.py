@@ -103,13 +103,15 @@ def health(
     Returns (report, the warnings that need a person). Raises HealthCheckError on errors, unless
     the run is a dry run (it changed nothing to check).
     """
-    from league_import.health import decisions_needed, failure_message, record, report, run_checks
+    from league_import.health import ask_growth, decisions_needed, failure_message, record, report, run_checks
     from league_import.report import write_report
     from league_import.runs import run_report
 
     with conn.transaction(), conn.cursor() as cur:
         implied = stage.implied_counts(cur, run_id) if stage.staged_leagues(cur, run_id) is not None else None
     checks = run_checks(conn, run_id, limits, implied=None if dry_run else implied)
+    if not dry_run:
+        ask_growth(conn, run_id, checks)
     record(conn, run_id, checks)
     path = write_report(conn, run_id, checks, run_report(conn, run_id), dry_run=dry_run, folder=report_dir)
     result = {**report(checks), "report_path": str(path)}

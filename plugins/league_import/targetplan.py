@@ -148,7 +148,7 @@ def _declared(cur: psycopg.Cursor, target: Target) -> list[Change]:
     for key in target.natural_keys():
         if pgcatalog.has_unique(cur, key.table, key.columns):
             continue
-        _, extra, _ = duplicates(cur, key)
+        _, extra, _ = duplicates(cur, key, sample=False)  # counted only: the etl schema may not exist yet
         archive = f" (archiving {extra} duplicate rows first, in etl_archive.{key.table})" if extra else ""
         out.append(
             Change(

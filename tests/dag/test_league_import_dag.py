@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -34,7 +35,7 @@ def test_wiring(league_dag):
     assert league_dag.catchup is False and league_dag.max_active_runs == 1
     assert league_dag.timetable.expression == "30 2 * * *"
     assert str(league_dag.timetable.timezone) in ("America/Chicago", "Timezone('America/Chicago')")
-    order = ["validate_constraints", "deduplicate", "backup", "upsert_teams", "restore_mapping"]
+    order = ["validate_constraints", "deduplicate", "backup", "upsert_teams", "restore_mapping", "health_check"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in league_dag.get_task(upstream).downstream_task_ids
     for task in league_dag.tasks:
@@ -45,6 +46,10 @@ def test_wiring(league_dag):
     assert params["max_deactivation_ratio"] == 0.2
     assert params["source_dir"] is None  # scheduled runs read the configured folder, never the demo data
     assert [a.uri for a in league_dag.get_task("health_check").outlets] == ["league-import://league_db/public/teams"]
+    # Questions are announced after every run, failed ones too, without changing the run's state.
+    announce = league_dag.get_task("announce_questions")
+    assert announce.is_teardown and announce.upstream_task_ids == {"health_check"}
+    assert [a.name for a in announce.outlets] == ["league_questions"]
     declared = {name: league_dag.params.get_param(name) for name in params}
     assert declared["source_dir"].schema["type"] == ["null", "string"]
     assert declared["leagues"].schema["type"] == ["null", "array"]  # optional in the form
@@ -130,27 +135,33 @@ def test_dry_run_on_a_new_database_writes_no_data(league_dag, db_uri):
         assert keys == 0  # the empty tables exist; no constraint was added on a dry run
 
 
-def asset_events(run_id: str) -> list[dict]:
-    """The Asset events a run published, from Airflow's metadata database, and whether a DAG
-    scheduled on the Asset (league_review) was queued by them."""
-    from airflow.models.asset import AssetEvent
+def asset_events(run_id: str) -> list[tuple[str, dict]]:
+    """The Asset events a run published (the Asset's name, the event's extra), from Airflow's
+    metadata database."""
+    from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
-        return [e.extra for e in session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run_id))]
+        found = session.execute(
+            select(AssetModel.name, AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_run_id == run_id)
+        )
+        return [tuple(row) for row in found]
 
 
 def test_a_dry_run_announces_nothing(league_dag, db_uri):
-    """No Asset event (it would start league_review), whatever the run finds; the real run after
-    it publishes its event as before."""
+    """No Asset event of any kind, whatever the run finds; the real run after it publishes its
+    league_teams event as before (and no league_questions event: nothing waits)."""
     dry = run(league_dag, dry_run=True)
     assert dry.state == "success" and latest_run(db_uri)[1]["upsert_teams"]["dry_run"] is True
     assert asset_events(dry.run_id) == []
     real = run(league_dag)
     assert real.state == "success"
-    (event,) = asset_events(real.run_id)
-    assert event["run_id"] == real.run_id and event["status"] == "ok" and event["decisions_pending"] == 0
+    ((name, event),) = asset_events(real.run_id)
+    assert name == "league_teams" and event["run_id"] == real.run_id and event["status"] == "ok"
+    assert event["decisions_pending"] == 0
 
 
 def corrupt(src, case):
@@ -214,6 +225,32 @@ def corrupt(src, case):
         (src / LEAGUE / SCHEDULE_FILE).unlink()
         os.mkfifo(src / LEAGUE / SCHEDULE_FILE)
         return "schedules.json: not a regular file (a FIFO)"
+    # the red team's (issue 22): each refused before the first write, the file and record named
+    if case == "case_variant_folder":
+        shutil.copytree(src / LEAGUE, src / LEAGUE.lower())
+        return f"league folders {LEAGUE}, {LEAGUE.lower()} in '{src}' differ only in case"
+    if case == "duplicated_key":
+        index = next(i for i, r in enumerate(stats) if r["team"] == "Winnetka 1")
+        body = json.dumps(stats).replace('"team": "Winnetka 1"', '"team": "Winnetka 1", "team": "Hacked 1"', 1)
+        (src / LEAGUE / STATS_FILE).write_text(body)
+        return f"series_stats.json: record {index}: repeats the key 'team' in one object"
+    if case == "negative_count":
+        stats[5]["games"]["lost"] = -100
+        write(src, STATS_FILE, stats)
+        return "series_stats.json: record 5: field 'games.lost'"
+    if case == "invalid_utf8":
+        body = (src / LEAGUE / SCHEDULE_FILE).read_bytes()
+        spot = body.index(b"Winnetka")
+        (src / LEAGUE / SCHEDULE_FILE).write_bytes(body[:spot] + b"\xff" + body[spot:])
+        return f"schedules.json: not UTF-8: byte {spot} (line "
+    if case == "escape_in_a_name":
+        stats[6]["team"] = "Glenbrook RC\x1b[2J 1"
+        write(src, STATS_FILE, stats)
+        return "series_stats.json: record 6: field 'team' contains a control character (U+001B)"
+    if case == "right_to_left_override":
+        schedule[3]["away_team"] = "\u202eGlenbrook RC 1"
+        write(src, SCHEDULE_FILE, schedule)
+        return "schedules.json: record 3: field 'away_team' contains an invisible format character (U+202E)"
     raise AssertionError(case)
 
 
@@ -235,6 +272,12 @@ BAD_INPUT = [
     "deeply_nested_json",
     "folder_where_a_file_should_be",
     "fifo_where_a_file_should_be",
+    "case_variant_folder",
+    "duplicated_key",
+    "negative_count",
+    "invalid_utf8",
+    "escape_in_a_name",
+    "right_to_left_override",
 ]
 
 

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from helpers import REPO, copy_demo, night, one, q, read, user_counts, write
 
-from league_import.errors import LockBusyError
-from league_import.review import LEAVE, SAME, pending
-from league_import.review_operators import apply_answers, collect
+from league_import.errors import DecisionError, LockBusyError
+from league_import.review import LEAVE, SAME, TYPED, pending
+from league_import.review_operators import apply_answer, collect, form, question
 from league_import.runs import claim_run, finish_run, start_run
 from league_import.sources import SCHEDULE_FILE, STATS_FILE
 
@@ -98,29 +98,31 @@ def review_dag(airflow_db):
 
 
 def test_wiring(review_dag):
-    from league_import.assets import TEAMS
+    from league_import.assets import QUESTIONS
 
     assert review_dag.dag_id == "league_review"
-    assert list(review_dag.timetable.asset_condition.objects) == [TEAMS]  # schedule=[TEAMS]
+    assert list(review_dag.timetable.asset_condition.objects) == [QUESTIONS]  # schedule=[QUESTIONS]
     assert review_dag.catchup is False and review_dag.max_active_runs == 1
     assert review_dag.owner == "league-import" and review_dag.description and review_dag.doc_md
     assert "league-import review decide" in review_dag.doc_md
-    collect_task, ask, apply = (review_dag.get_task(t) for t in ("collect_decisions", "ask", "apply_decisions"))
-    assert ask.downstream_task_ids == {"apply_decisions"} and "ask" in collect_task.downstream_task_ids
+    collect_task, ask, apply = (
+        review_dag.get_task(t) for t in ("collect_decisions", "question.ask", "question.apply")
+    )
+    # One group per question: its answer is applied by its own task, as soon as it is given.
+    assert "question.ask" in collect_task.downstream_task_ids and ask.downstream_task_ids == {"question.apply"}
+    assert review_dag.task_group_dict["question"].__class__.__name__ == "MappedTaskGroup"
     for task in (collect_task, ask, apply):
         assert task.owner == "league-import"
         assert task.doc_md and all(w in task.doc_md for w in ("Reads:", "Changes:", "Recover:"))
     # Every input a template field, shown in the rendered-template view.
     assert {"conn_id", "ask_task_id"} <= set(collect_task.template_fields)
-    assert {"item", "response_timeout_minutes"} <= set(ask.template_fields)
+    assert {"item", "response_timeout_minutes", "conn_id"} <= set(ask.template_fields)
     # What users wrote is shown as written: never a template (Jinja would run it).
     assert not {"subject", "body", "options"} & set(ask.template_fields)
-    assert {"conn_id", "asked", "answers"} <= set(apply.template_fields)
-    # One question per item (dynamic task mapping); no default answer, never retried.
-    assert ask.is_mapped and ask.partial_kwargs["retries"] == 0
-    assert ask.partial_kwargs["response_timeout_minutes"] == "{{ params.response_timeout_minutes }}"
-    assert not ask.partial_kwargs.get("defaults") and ask.partial_kwargs.get("execution_timeout") is None
-    assert apply.trigger_rule == "all_done" and apply.retries >= 5 and apply.retry_exponential_backoff
+    assert {"conn_id", "answer"} <= set(apply.template_fields)
+    # No default answer, never retried; applying retries while an import holds the database.
+    assert ask.retries == 0 and not ask.defaults and ask.execution_timeout is None
+    assert apply.retries >= 5 and apply.retry_exponential_backoff
     timeout = review_dag.params.get_param("response_timeout_minutes")
     assert timeout.value == float(os.environ.get("LEAGUE_REVIEW_RESPONSE_TIMEOUT_MINUTES", 1200))
     assert timeout.schema["type"] == "number" and timeout.schema["title"] and timeout.description
@@ -139,175 +141,188 @@ def test_parsing_the_dag_file_stays_light():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def answer(ask: dict, option: str, user: str = "reviewer") -> dict:
+def answer(item: str, option: str, user: str = "reviewer", **fields) -> dict:
     """An answer as DecisionOperator returns it (the HITL response, with its item)."""
-    return {"item": ask["item"], "chosen_options": [option], "responded_by_user": {"id": user, "name": user}}
+    return {
+        "item": item,
+        "chosen_options": [option],
+        "params_input": fields,
+        "responded_by_user": {"id": user, "name": user},
+    }
 
 
-def test_collect_asks_each_question_with_its_evidence_and_link(questions):
+def test_collect_lists_each_question_and_its_link(questions):
     conn = questions
-    asks = collect(conn, dag_id="league_review", run_id="manual__2026-12-01T03:00:00+00:00", task_id="ask")
-    message, rename = asks
-    assert (message["item"].split(":")[0], rename["item"].split(":")[0]) == ("quarantine", "rename")
+    asks = collect(conn, dag_id="league_review", run_id="manual__2026-12-01T03:00:00+00:00", task_id="question.ask")
+    assert [a["item"].split(":")[0] for a in asks] == ["quarantine", "rename"]
+    assert all(set(a) == {"item"} for a in asks)  # the question itself is read when it is asked
+    message = question(conn, asks[0]["item"])
     hinsdale_i, hinsdale_ii = team(conn, "Hinsdale PC I - 13 SW"), team(conn, "Hinsdale PC II - 13 SW")
-    assert message["options"] == [
+    assert message.options == [
         f"Hinsdale PC I - 13 SW (APTA_CHICAGO, series 13 SW, id {hinsdale_i})",
         f"Hinsdale PC II - 13 SW (APTA_CHICAGO, series 13 SW, id {hinsdale_ii})",
+        TYPED,
         LEAVE,
     ]
-    assert message["subject"] == "Which team is captain_messages row 103 on?"
-    assert f"**text**: {MESSAGE}" in message["body"] and "**author**: user 8" in message["body"]
-    assert rename["options"] == [SAME, "different teams"]
-    assert rename["subject"] == "Are 'Skokie 11' and 'Skokie Park 11' one team?"
-    assert "**user rows on the old id**: 1 polls, 1 team_memberships" in rename["body"]
-    assert "@" not in str(asks)  # users by id only
+    assert message.subject == "Which team is captain_messages row 103 on?"
+    assert "**author**: user 8" in message.body()
+    assert set(form(message.id)) == {"team_id", "inactive_team"} and form(asks[1]["item"]) == {}
+    rename = question(conn, asks[1]["item"])
+    assert rename.options == [SAME, "different teams"]
+    assert rename.subject == "Are 'Skokie 11' and 'Skokie Park 11' one team?"
+    assert "@" not in str([message.body(), rename.body()])  # users by id only
     links = q(conn, "SELECT item, dag_run_id, task_id, map_index, url_path FROM etl.review_links ORDER BY map_index")
     run = "manual__2026-12-01T03%3A00%3A00%2B00%3A00"
     assert links == [
         (
             ask["item"],
             "manual__2026-12-01T03:00:00+00:00",
-            "ask",
+            "question.ask",
             i,
-            f"/dags/league_review/runs/{run}/tasks/ask/mapped/{i}/required_actions",
+            f"/dags/league_review/runs/{run}/tasks/question.ask/mapped/{i}/required_actions",
         )
         for i, ask in enumerate(asks)
     ]
 
 
-def test_apply_puts_the_row_on_the_chosen_team_and_merges(questions, db_uri):
+def test_apply_puts_the_row_on_the_chosen_team_and_merges(questions):
     conn = questions
-    asks = collect(conn, dag_id="league_review", run_id="review-1", task_id="ask")
-    message, rename = asks
+    message, rename = (question(conn, a["item"]) for a in collect(conn, dag_id="d", run_id="r", task_id="t"))
     hinsdale_ii = team(conn, "Hinsdale PC II - 13 SW")
     old, new = team(conn, "Skokie 11"), team(conn, "Skokie Park 11")
     users = user_counts(conn)
 
-    report = apply_answers(
-        lambda: psycopg.connect(db_uri),
-        asks,
-        [answer(message, message["options"][1]), answer(rename, SAME)],
-        dag_run_id="review-1",
+    done = apply_answer(conn, answer(message.id, message.options[1]), dag_run_id="review-1")
+    assert done.endswith(f"with team_id = {hinsdale_ii}")
+    assert apply_answer(conn, answer(rename.id, SAME), dag_run_id="review-1").startswith(
+        f"team {new} ('Skokie Park 11') merged into {old}"
     )
-    assert report["unanswered"] == [] and report["refused"] == {}
-    assert report["applied"][message["item"]].endswith(f"with team_id = {hinsdale_ii}")
-    assert report["applied"][rename["item"]].startswith(f"team {new} ('Skokie Park 11') merged into {old}")
     assert q(conn, "SELECT team_id, captain_user_id, message FROM captain_messages WHERE id = 103") == [
         (hinsdale_ii, 8, MESSAGE)
     ]
     assert q(conn, "SELECT id FROM teams WHERE team_name = 'Skokie Park 11'") == [(old,)]  # the old id kept
     assert one(conn, "SELECT count(*) FROM teams WHERE id = %s", new) == 0
     assert q(conn, "SELECT team_id FROM polls WHERE id = 7") == [(old,)]
-    assert q(conn, "SELECT team_id FROM team_memberships WHERE user_id = 7") == [(old,)]
     assert user_counts(conn) == {**users, "captain_messages": users["captain_messages"] + 1}  # restored
     assert pending(conn) == []
     assert q(conn, "SELECT item, choice, decided_by, via, dag_run_id FROM etl.decisions ORDER BY id") == [
-        (message["item"], message["options"][1], "airflow:reviewer", "airflow", "review-1"),
-        (rename["item"], SAME, "airflow:reviewer", "airflow", "review-1"),
+        (message.id, message.options[1], "airflow:reviewer", "airflow", "review-1"),
+        (rename.id, SAME, "airflow:reviewer", "airflow", "review-1"),
     ]
-
     # Answered again (another run, the CLI first): a no-op that says so.
-    again = apply_answers(
-        lambda: psycopg.connect(db_uri), asks, [answer(message, LEAVE, "late")], dag_run_id="review-2"
-    )
-    assert again["applied"][message["item"]].startswith("already resolved by airflow:reviewer")
-    assert again["unanswered"] == [rename["item"]]
+    again = apply_answer(conn, answer(message.id, LEAVE, "late"), dag_run_id="review-2")
+    assert again.startswith("already resolved by airflow:reviewer")
     assert one(conn, "SELECT team_id FROM captain_messages WHERE id = 103") == hinsdale_ii
 
 
-def test_unanswered_questions_stay_pending_and_change_nothing(questions, db_uri):
+def test_a_typed_team_id_is_validated_as_the_cli_validates(questions):
     conn = questions
-    asks = collect(conn, dag_id="league_review", run_id="review-1", task_id="ask")
-    before = data_state(conn)
-    report = apply_answers(lambda: psycopg.connect(db_uri), asks, [], dag_run_id="review-1")
-    assert report == {"applied": {}, "unanswered": [a["item"] for a in asks], "refused": {}}
-    assert data_state(conn) == before and one(conn, "SELECT count(*) FROM etl.decisions") == 0
+    message = question(conn, collect(conn, dag_id="d", run_id="r", task_id="t")[0]["item"])
+    skokie = team(conn, "Skokie 11")  # inactive since the second night
+    with pytest.raises(DecisionError, match="needs a team id"):
+        apply_answer(conn, answer(message.id, TYPED), dag_run_id="review-1")
+    with pytest.raises(DecisionError, match="team 888888 does not exist"):
+        apply_answer(conn, answer(message.id, TYPED, team_id=888888), dag_run_id="review-1")
+    with pytest.raises(DecisionError, match=f"team {skokie} is inactive"):
+        apply_answer(conn, answer(message.id, TYPED, team_id=skokie, inactive_team=False), dag_run_id="review-1")
+    assert one(conn, "SELECT count(*) FROM etl.decisions") == 0
+    done = apply_answer(conn, answer(message.id, TYPED, team_id=skokie, inactive_team=True), dag_run_id="review-1")
+    assert done.endswith(f"with team_id = {skokie}")
+    assert q(conn, "SELECT choice FROM etl.decisions") == [(f"{TYPED}: {skokie}",)]
 
 
-def test_an_import_run_holding_the_database_makes_apply_wait(questions, db_uri):
+def test_an_import_run_holding_the_database_makes_apply_wait(questions):
     """A live lease: refused as transient (Airflow retries later), nothing applied; once the run
-    has ended, the same answers apply."""
+    has ended, the same answer applies."""
     conn = questions
-    asks = collect(conn, dag_id="league_review", run_id="review-1", task_id="ask")
-    answers = [answer(asks[0], asks[0]["options"][0])]
+    message = question(conn, collect(conn, dag_id="d", run_id="r", task_id="t")[0]["item"])
     start_run(conn, "night-3", False, "league_import")
     claim_run(conn, "night-3", "league_import")
     before = data_state(conn)
     with pytest.raises(LockBusyError, match="run night-3 of league_import"):
-        apply_answers(lambda: psycopg.connect(db_uri), asks, answers, dag_run_id="review-1")
+        apply_answer(conn, answer(message.id, message.options[0]), dag_run_id="review-1")
     assert data_state(conn) == before and one(conn, "SELECT count(*) FROM etl.decisions") == 0
-    # The lock is free again: the import's next task is not held up.
-    with psycopg.connect(db_uri) as other:
-        assert other.execute("SELECT pg_try_advisory_lock(7412002)").fetchone()[0]
     finish_run(conn, "night-3", "success")
-    report = apply_answers(lambda: psycopg.connect(db_uri), asks, answers, dag_run_id="review-1")
-    assert list(report["applied"]) == [asks[0]["item"]]
-
-
-def test_an_answer_that_no_longer_fits_is_refused_and_stays_pending(questions, db_uri):
-    conn = questions
-    asks = collect(conn, dag_id="league_review", run_id="review-1", task_id="ask")
-    report = apply_answers(
-        lambda: psycopg.connect(db_uri), asks, [answer(asks[0], "Some team since renamed")], dag_run_id="review-1"
-    )
-    assert "is not one of" in report["refused"][asks[0]["item"]]
-    assert asks[0]["item"] in [i.id for i in pending(conn)]
+    assert apply_answer(conn, answer(message.id, message.options[0]), dag_run_id="review-1")
 
 
 # -- whole runs with dag.test() -----------------------------------------------------------------
 
 
-def respond(dag_id: str, choices: dict[int, str | None], user: str, timeout: float = 90) -> threading.Thread:
-    """In the background, answer each parked question (by map index) as PATCH .../hitlDetails does
-    (the response written, the task resumed); None as the scheduler's timeout sweep does. Past
-    `timeout`, every question still parked times out, so that dag.test() always ends."""
+def respond(dag_id: str, steps: list, user: str, timeout: float = 120) -> tuple[threading.Thread, list]:
+    """In the background, take `steps` in order: (map_index, option, fields) answers that question
+    once it is parked, as PATCH .../hitlDetails does (the response written, the task resumed);
+    (map_index, None, None) times it out, as the scheduler's sweep does; a callable is polled
+    until it returns a truthy value, which is kept in the list returned. Past `timeout`, every
+    question still parked times out, so that dag.test() always ends."""
+    seen: list = []
 
-    def work():
-        from airflow._shared.timezones import timezone
-        from airflow.models.hitl import HITLUser
+    def parked(session, map_index):
         from airflow.models.taskinstance import TaskInstance as TI
-        from airflow.models.trigger import handle_event_submit
-        from airflow.triggers.base import TriggerEvent
-        from airflow.utils.session import create_session
         from airflow.utils.state import TaskInstanceState
         from sqlalchemy import select
         from sqlalchemy.orm import joinedload
 
-        left, deadline = dict(choices), time.monotonic() + timeout
-        while left:
-            time.sleep(0.5)
-            late = time.monotonic() > deadline
+        query = (
+            select(TI)
+            .where(TI.dag_id == dag_id, TI.task_id == "question.ask", TI.state == TaskInstanceState.AWAITING_INPUT)
+            .options(joinedload(TI.hitl_detail))
+        )
+        return [ti for ti in session.scalars(query).all() if map_index is None or ti.map_index == map_index]
+
+    def submit(session, ti, option, fields):
+        from airflow._shared.timezones import timezone
+        from airflow.models.hitl import HITLUser
+        from airflow.models.trigger import handle_event_submit
+        from airflow.triggers.base import TriggerEvent
+
+        if option is None:
+            event = {"error": "no response", "error_type": "timeout"}
+        else:
+            detail = ti.hitl_detail
+            detail.responded_by = HITLUser(id=user, name=user)
+            detail.responded_at = timezone.utcnow()
+            detail.chosen_options = [option]
+            detail.params_input = fields or {}
+            event = detail.as_resume_event_payload()
+        handle_event_submit(TriggerEvent(event), task_instance=ti, session=session)
+        session.commit()
+
+    def work():
+        from airflow.utils.session import create_session
+
+        deadline = time.monotonic() + timeout
+        todo = list(steps)
+        while todo and time.monotonic() < deadline:
+            time.sleep(0.3)
+            step = todo[0]
             try:
+                if callable(step):
+                    found = step()
+                    if found:
+                        seen.append(found)
+                        todo.pop(0)
+                    continue
                 with create_session() as session:
-                    query = (
-                        select(TI)
-                        .where(TI.dag_id == dag_id, TI.state == TaskInstanceState.AWAITING_INPUT)
-                        .options(joinedload(TI.hitl_detail))
-                    )
-                    for ti in session.scalars(query).all():
-                        if ti.map_index not in left and not late:
-                            continue
-                        option = None if late else left[ti.map_index]
-                        if option is None:
-                            event = {"error": "no response", "error_type": "timeout"}
-                        else:
-                            detail = ti.hitl_detail
-                            detail.responded_by = HITLUser(id=user, name=user)
-                            detail.responded_at = timezone.utcnow()
-                            detail.chosen_options = [option]
-                            detail.params_input = {}
-                            event = detail.as_resume_event_payload()
-                        handle_event_submit(TriggerEvent(event), task_instance=ti, session=session)
-                        session.commit()
-                        left.pop(ti.map_index, None)
+                    waiting = parked(session, step[0])
+                    if waiting:
+                        submit(session, waiting[0], step[1], step[2])
+                        todo.pop(0)
             except Exception as exc:  # noqa: BLE001 (SQLite busy with the run's own session: try again)
                 print(f"respond: {exc!r}")
-            if late and not left:
-                break
+        while True:  # past the deadline (or done): nothing may stay parked
+            try:
+                with create_session() as session:
+                    for ti in parked(session, None):
+                        submit(session, ti, None, None)
+                return
+            except Exception as exc:  # noqa: BLE001
+                print(f"respond: {exc!r}")
+                time.sleep(0.3)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    return thread
+    return thread, seen
 
 
 def task_states(run) -> dict:
@@ -319,39 +334,134 @@ def test_a_run_with_nothing_pending_maps_no_question_and_succeeds(review_dag, co
     run = review_dag.test(run_conf={"response_timeout_minutes": 60})
     assert run.state == "success"
     states = task_states(run)
-    assert states[("collect_decisions", -1)] == "success" and states[("apply_decisions", -1)] == "success"
-    assert [k for k in states if k[0] == "ask" and k[1] >= 0] == []  # zero mapped questions
+    assert states[("collect_decisions", -1)] == "success"
+    assert [k for k in states if k[0].startswith("question.") and k[1] >= 0] == []  # zero mapped questions
 
 
-def test_a_run_asks_applies_the_answer_and_leaves_the_unanswered_pending(review_dag, questions):
+def awaiting(task_id: str, map_index: int) -> bool:
+    """Whether the question at `map_index` waits for its answer (in any run: one runs at a time)."""
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    with create_session() as session:
+        found = session.scalar(
+            select(TI.id).where(
+                TI.dag_id == "league_review",
+                TI.task_id == task_id,
+                TI.map_index == map_index,
+                TI.state == TaskInstanceState.AWAITING_INPUT,
+            )
+        )
+    return found is not None
+
+
+def test_each_answer_is_applied_as_soon_as_it_is_given(review_dag, questions, db_uri):
+    """The rename answered first is merged while the quarantined row's question still waits; the
+    row is then answered with a typed team id, and applied at once too."""
     conn = questions
-    items = {i.kind: i for i in pending(conn)}
-    before_rename = q(conn, "SELECT id, team_name FROM teams WHERE team_name LIKE 'Skokie%%' ORDER BY id")
-    hinsdale_i = team(conn, "Hinsdale PC I - 13 SW")
-    # Map index i asks the i-th pending item (collect's order); the rename is left to time out.
-    worker = respond("league_review", {0: items["quarantine"].options[0], 1: None}, user="reviewer")
+    items = {i.kind: i for i in pending(conn)}  # map index 0: the quarantined message, 1: the rename
+    old, new = team(conn, "Skokie 11"), team(conn, "Skokie Park 11")
+    hinsdale_ii = team(conn, "Hinsdale PC II - 13 SW")
+
+    def merged_while_the_other_waits():
+        with psycopg.connect(db_uri) as other:
+            merged = other.execute("SELECT count(*) FROM teams WHERE id = %s", (new,)).fetchone()[0] == 0
+        return merged and ("still waiting" if awaiting("question.ask", 0) else "no longer waiting")
+
+    def message_applied():
+        with psycopg.connect(db_uri) as other:
+            return other.execute("SELECT team_id FROM captain_messages WHERE id = 103").fetchone()
+
+    worker, seen = respond(
+        "league_review",
+        [
+            (1, SAME, {}),
+            merged_while_the_other_waits,
+            (0, TYPED, {"team_id": hinsdale_ii, "inactive_team": False}),
+            message_applied,
+        ],
+        user="reviewer",
+    )
     run = review_dag.test(run_conf={"response_timeout_minutes": 60})
-    worker.join(5)
-    assert run.state == "success"  # a question left unanswered is no failure of the run
+    worker.join(10)
+    assert run.state == "success", task_states(run)
+    assert seen == ["still waiting", (hinsdale_ii,)]  # the merge came while the row's question waited
     states = task_states(run)
-    assert sorted(v for k, v in states.items() if k[0] == "ask") == ["failed", "success"]
-    assert states[("apply_decisions", -1)] == "success"
-    assert one(conn, "SELECT team_id FROM captain_messages WHERE id = 103") == hinsdale_i
-    assert q(conn, "SELECT id, team_name FROM teams WHERE team_name LIKE 'Skokie%%' ORDER BY id") == before_rename
-    assert [i.id for i in pending(conn)] == [items["rename"].id]
-    decided = q(conn, "SELECT item, decided_by, via, dag_run_id FROM etl.decisions")
-    assert decided == [(items["quarantine"].id, "airflow:reviewer", "airflow", run.run_id)]
-    # The question showed the evidence as written (never rendered as a template).
+    assert [states[("question.ask", i)] for i in (0, 1)] == ["success", "success"]
+    assert [states[("question.apply", i)] for i in (0, 1)] == ["success", "success"]
+    assert q(conn, "SELECT id FROM teams WHERE team_name = 'Skokie Park 11'") == [(old,)]
+    assert pending(conn) == []
+    decided = q(conn, "SELECT item, choice, decided_by, via, dag_run_id FROM etl.decisions ORDER BY id")
+    assert decided == [
+        (items["rename"].id, SAME, "airflow:reviewer", "airflow", run.run_id),
+        (items["quarantine"].id, f"{TYPED}: {hinsdale_ii}", "airflow:reviewer", "airflow", run.run_id),
+    ]
+    # The question showed the evidence as written (never rendered as a template), with its form.
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance as TI
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
-        bodies = session.scalars(
-            select(HITLDetail.body).join(TI, TI.id == HITLDetail.ti_id).where(TI.run_id == run.run_id)
+        details = session.execute(
+            select(TI.map_index, HITLDetail.body, HITLDetail.params, HITLDetail.options)
+            .join(TI, TI.id == HITLDetail.ti_id)
+            .where(TI.run_id == run.run_id)
+            .order_by(TI.map_index)
         ).all()
-    assert len(bodies) == 2 and any(f"**text**: {MESSAGE}" in b for b in bodies)
+    (_, body, params, options), (_, _, rename_params, _) = details
+    assert "Series 13 SW lineup \\{\\{ run\\_id \\}\\}" in body  # escaped, never rendered
+    assert set(params) == {"team_id", "inactive_team"} and not rename_params
+    assert options[-2:] == [TYPED, LEAVE]
+
+
+def test_an_unanswered_question_is_skipped_and_stays_pending(review_dag, questions):
+    conn = questions
+    items = {i.kind: i for i in pending(conn)}
+    hinsdale_i = team(conn, "Hinsdale PC I - 13 SW")
+    worker, _ = respond("league_review", [(0, items["quarantine"].options[0], {}), (1, None, None)], user="reviewer")
+    run = review_dag.test(run_conf={"response_timeout_minutes": 60})
+    worker.join(10)
+    assert run.state == "success"  # a question left unanswered is no failure of the run
+    states = task_states(run)
+    assert (states[("question.ask", 1)], states[("question.apply", 1)]) == ("skipped", "skipped")
+    assert states[("question.apply", 0)] == "success"
+    assert one(conn, "SELECT team_id FROM captain_messages WHERE id = 103") == hinsdale_i
+    assert [i.id for i in pending(conn)] == [items["rename"].id]
+
+
+def test_the_app_deleting_the_row_meanwhile_is_what_the_answer_reports(review_dag, conn, tmp_path, db_uri):
+    """The red team's poll: quarantined (detached), deleted by the app while its question waits,
+    answered in the UI with a team: never brought back, recorded as the app's doing."""
+    night(conn, "night-1")
+    seed_users(conn, message_id=None)
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("INSERT INTO polls (id, team_id, question) VALUES (7778, 999999, 'Lineup?')")  # no author
+    conn.execute("SET session_replication_role = origin")
+    conn.commit()
+    night(conn, "night-2")
+    (poll,) = pending(conn)
+    hinsdale = team(conn, "Hinsdale PC I - 13 SW")
+
+    def app_deletes():
+        if not awaiting("question.ask", 0):
+            return None
+        with psycopg.connect(db_uri) as other:
+            other.execute("DELETE FROM polls WHERE id = 7778")
+        return "deleted"
+
+    typed = {"team_id": hinsdale, "inactive_team": False}
+    worker, _ = respond("league_review", [app_deletes, (0, TYPED, typed)], user="reviewer")
+    run = review_dag.test(run_conf={"response_timeout_minutes": 60})
+    worker.join(10)
+    assert run.state == "success"
+    assert one(conn, "SELECT count(*) FROM polls WHERE id = 7778") == 0
+    assert q(conn, "SELECT resolved_team_id, resolved_by FROM etl.quarantine") == [(None, "the app")]
+    outcome = one(conn, "SELECT outcome FROM etl.decisions")
+    assert outcome.startswith("polls row 7778: deleted by the app since the quarantine; not restored")
+    assert poll.options == [TYPED, LEAVE]
 
 
 def test_a_decision_has_no_default_answer():

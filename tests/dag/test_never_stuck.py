@@ -118,7 +118,12 @@ def test_a_dead_runs_lease_is_taken_over_and_reported(league_dag, db_uri):
         status, report = latest(conn)
         assert "took over the lease of run killed-run" in report["validate_constraints"]["lease_takeover"]
         assert "no heartbeat for more than 15 minutes" in report["validate_constraints"]["lease_takeover"]
+        # The dead run is no longer 'running' in etl.runs: failed, with the reason.
+        dead = q(conn, "SELECT status, report->>'error', finished_at IS NOT NULL FROM etl.runs WHERE run_id = 'killed-run'")
+        assert dead[0][0] == "failed" and dead[0][2]
+        assert dead[0][1].startswith("lease taken over by run ") and "no heartbeat for more than 15 minutes" in dead[0][1]
         # While its heartbeat is fresh, a run that still says it is running is not taken over.
+        conn.execute("UPDATE etl.runs SET status = 'running', finished_at = NULL WHERE run_id = 'killed-run'")
         conn.execute("UPDATE etl.run_lock SET run_id = 'killed-run', heartbeat_at = now()")
         conn.commit()
         assert league_dag.test(run_conf=CONF).state == "failed"

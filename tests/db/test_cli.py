@@ -48,7 +48,7 @@ def test_quarantine_list_and_review_decide(conn, capsys):
     assert "polls.team_id row 900" in out and "1 row waits" in out
     assert cli.main(["review", "list", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
-    assert [i["id"] for i in items] == ["quarantine:1"] and items[0]["options"] == ["leave in quarantine"]
+    assert [i["id"] for i in items] == ["quarantine:1"] and items[0]["options"] == ["the team id typed below", "leave in quarantine"]
     team = one(conn, "SELECT min(id) FROM teams")
     assert cli.main(["review", "decide", "quarantine:1", str(team)]) == 0
     assert f"polls row 900: team_id set to {team}" in capsys.readouterr().out
@@ -112,6 +112,32 @@ def test_every_command_has_help(capsys):
     ):
         assert cli.main([*command, "--help"]) == 0, command
         assert "Usage: league-import" in capsys.readouterr().out
+
+
+def test_review_list_prints_control_characters_escaped(conn, capsys):
+    """A user's text with a terminal's escape sequence and invisible characters: shown, not obeyed."""
+    night(conn, "night-1")
+    orphan_poll(conn, text="Clear \x1b[2J screen\u200b \u202eevil")
+    night(conn, "night-2")
+    assert cli.main(["review", "list"]) == 0
+    out = capsys.readouterr().out
+    assert r"text: Clear \x1b[2J screen\u200b \u202eevil" in out
+    assert not any(c in out for c in ("\x1b", "\u200b", "\u202e"))
+    assert cli.main(["quarantine", "list"]) == 0
+    assert "\x1b" not in capsys.readouterr().out
+
+
+def test_review_decide_an_inactive_team_needs_the_flag(conn, capsys):
+    night(conn, "night-1")
+    orphan_poll(conn)
+    night(conn, "night-2")
+    gone = one(conn, "SELECT id FROM teams WHERE team_name = 'Skokie 11'")
+    conn.execute("UPDATE teams SET is_active = false WHERE id = %s", (gone,))  # as when it leaves the files
+    conn.commit()
+    assert cli.main(["review", "decide", "quarantine:1", str(gone)]) == 2
+    assert f"team {gone} is inactive" in capsys.readouterr().err
+    assert cli.main(["review", "decide", "quarantine:1", str(gone), "--inactive"]) == 0
+    assert f"polls row 900: team_id set to {gone}" in capsys.readouterr().out
 
 
 def test_env_gives_a_shell_what_airflow_standalone_needs(db_uri, tmp_path):

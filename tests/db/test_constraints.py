@@ -137,3 +137,37 @@ def test_an_existing_key_under_another_name_counts(conn):
     )
     conn.commit()
     assert by_name(check_constraints(conn))["practice_times_natural_key"].state == "present"
+
+
+def test_a_personal_value_is_digested_with_this_installations_own_key(conn, pg_server):
+    """An email in a report is an HMAC under a key made for this database: not its md5 or sha256
+    (reversible from a list of candidate addresses), and another installation's digest differs."""
+    import hashlib
+    import hmac
+    import uuid
+
+    from conftest import with_database
+    from psycopg import sql
+
+    ensure_schema(conn)
+    email = "captain1@example.com"
+    digest = conn.execute("SELECT etl.personal_digest(%s)", (email,)).fetchone()[0]
+    assert digest == conn.execute("SELECT etl.personal_digest(%s)", (email,)).fetchone()[0]
+    assert digest.startswith("hmac:") and email not in digest
+    plain = {hashlib.md5(email.encode()).hexdigest(), hashlib.sha256(email.encode()).hexdigest()}
+    assert not any(p.startswith(digest.removeprefix("hmac:")) for p in plain)
+    inner, outer = conn.execute("SELECT inner_pad, outer_pad FROM etl.digest_key").fetchone()
+    key = bytes(b ^ 0x36 for b in inner)
+    assert bytes(b ^ 0x5C for b in key) == outer
+    assert digest == "hmac:" + hmac.new(key, email.encode(), hashlib.sha256).hexdigest()[:16]
+
+    other = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(other)))
+    try:
+        with psycopg.connect(with_database(pg_server, other)) as second:
+            ensure_schema(second)
+            assert second.execute("SELECT etl.personal_digest(%s)", (email,)).fetchone()[0] != digest
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(other)))

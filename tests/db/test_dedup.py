@@ -375,8 +375,18 @@ def test_referenced_table_is_never_truncated_and_references_move_to_the_survivor
     conn.execute("INSERT INTO polls (id, team_id, question) VALUES (1, 11, 'Q1'), (2, 12, 'Q2'), (3, 10, 'Q3')")
     conn.commit()
     check_constraints(conn)  # teams' key is blocked by the duplicates; the foreign keys are added
+    indexes = "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2"
+    before = q(conn, indexes)
     report = deduplicate(conn, natural_key("teams"), "run-1")
     assert (report["plan"], report["duplicates"]) == ("delete", 2)
+    # polls.team_id had no index: one served the delete's checks and went with the transaction.
+    assert [i for i in q(conn, indexes) if i not in before] == [
+        (
+            "teams",
+            "CREATE UNIQUE INDEX teams_natural_key ON public.teams USING btree (league_id, series_id, team_key) "
+            "NULLS NOT DISTINCT",
+        )
+    ]
     assert q(conn, "SELECT id FROM teams") == [(10,)]
     assert q(conn, "SELECT DISTINCT team_id FROM polls") == [(10,)]
     # One membership per user stays, the primary one wherever it was; the other is archived.

@@ -53,7 +53,8 @@ def test_a_clean_database_is_all_ok(clean):
     ]
     kinds = {c.check for c in checks}
     assert kinds == {
-        "orphans", "duplicates", "constraint", "reconcile", "rows", "row_balance", "quarantine", "renames", "freshness"
+        "orphans", "duplicates", "constraint", "reconcile", "rows", "row_balance", "leagues", "quarantine", "renames",
+        "freshness",
     }
     assert report(checks)["status"] == "ok" and rollup(checks) == ("ok", {"ok": len(checks), "warn": 0, "error": 0})
     figures = by_key(checks)
@@ -96,7 +97,7 @@ def test_duplicate_emails_are_reported_without_the_address(clean):
     checks = run_checks(conn, "night-2")
     dup = by_key(checks)[("duplicates", "users")]
     assert dup.status == "error" and dup.sample[0]["copies"] == 2
-    assert "@" not in json.dumps(report(checks)) and dup.sample[0]["key"]["email"].startswith("md5:")
+    assert "@" not in json.dumps(report(checks)) and dup.sample[0]["key"]["email"].startswith("hmac:")
 
 
 def test_a_dropped_foreign_key(clean):
@@ -120,7 +121,28 @@ def test_the_seed_incident_41_to_3_470_114_is_an_error(clean):
     checks = run_checks(conn, "night-3")  # the next night, compared with night-2's 41 rows
     assert errors(checks) == {("rows", "practice_times")}
     grown = by_key(checks)[("rows", "practice_times")]
-    assert grown.figure == 3_470_114 and "41 rows at the last successful run, 3,470,114 now; growth 34701.14x of max(then, 100)" in grown.detail
+    assert grown.figure == 3_470_114
+    assert "41 rows at the last successful run, 3,470,114 now; growth 34,701.14x of max(baseline, 100)" in grown.detail
+
+
+def test_growth_answered_not_expected_stays_an_error_and_is_asked_again(clean):
+    from league_import.health import ask_growth
+    from league_import.review import NOT_EXPECTED, decide, pending
+
+    conn, _ = clean
+    conn.execute(
+        "INSERT INTO practice_times (team_id, day_of_week, start_time, end_time, location) "
+        "SELECT (SELECT min(id) FROM teams), 'Tue', '18:00', '19:00', 'Court ' || n FROM generate_series(1, 5000) n"
+    )
+    conn.commit()
+    (alarm,) = ask_growth(conn, "night-3", run_checks(conn, "night-3"))
+    (item,) = [i for i in pending(conn) if i.kind == "growth"]
+    assert item.id == f"growth:{alarm}" and item.evidence["rows that night"] == "5,041"
+    assert decide(conn, item.id, NOT_EXPECTED, by="ops", via="cli").endswith("the alarm stands until the rows are mended")
+    again = run_checks(conn, "night-4")
+    assert by_key(again)[("rows", "practice_times")].status == "error"  # the baseline did not move
+    (asked,) = ask_growth(conn, "night-4", again)
+    assert asked != alarm and [i.id for i in pending(conn) if i.kind == "growth"] == [f"growth:{asked}"]
 
 
 @pytest.mark.parametrize(("before", "after", "status"), [(0, 2000, "error"), (2, 5, "ok"), (0, 250, "warn")])

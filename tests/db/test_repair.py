@@ -207,6 +207,7 @@ def test_orphans_with_no_history_use_text_then_the_author(league):
     # captain_messages.team_id is NOT NULL: the undecided messages move to the archive, quarantined.
     assert one(conn, "SELECT count(*) FROM captain_messages WHERE id IN (103, 105)") == 0
     assert report["quarantined_rows_removed"] == {"captain_messages": 2}
+    assert report["archived_rows"] == {"captain_messages": 2}  # each removed row has its copy
     assert q(conn, "SELECT id, message, reason FROM etl_archive.captain_messages ORDER BY id") == [
         (103, "Series 13 SW lineup", "orphan"),
         (105, "Series 2 needs a sub", "orphan"),
@@ -295,6 +296,7 @@ def test_nullable_column_is_detached_not_removed(league):
     report = restore_mapping(conn, "repair-1")
     assert report["by_strategy"]["quarantine"] == 1
     assert report["quarantined_rows_removed"] == {}
+    assert report["archived_rows"] == {"polls": 1}  # detached, its copy archived
     assert q(conn, "SELECT team_id FROM polls WHERE id = 300") == [(None,)]
     assert q(conn, "SELECT team_id, reason FROM etl_archive.polls WHERE id = 300") == [(999999, "orphan")]
     assert "no author" in one(conn, "SELECT reason FROM etl.quarantine WHERE row_id = '300'")
@@ -339,6 +341,7 @@ def test_membership_on_old_and_new_id_keeps_the_primary_one(league):
         (new_glenbrook, False, "duplicate")
     ]
     assert repair_report(conn, "night-2")["merged_into_existing_rows"] == {"team_memberships": 1}
+    assert repair_report(conn, "night-2")["archived_rows"] == {"team_memberships": 1}
     assert orphan_count(conn) == 0
 
 
@@ -585,11 +588,11 @@ def test_no_email_address_in_any_report(league):
     assert deduplicated["sample_keys"] == [
         {"copies": 2, "key": {"email": deduplicated["sample_keys"][0]["key"]["email"]}}
     ]
-    assert deduplicated["sample_keys"][0]["key"]["email"].startswith("md5:")
+    assert deduplicated["sample_keys"][0]["key"]["email"].startswith("hmac:")
     runs = [r for (r,) in q(conn, "SELECT report FROM etl.runs ORDER BY run_id")]
     findings = runs[1]["validate_constraints"]["constraints"]["findings"]
     users_key = next(f for f in findings if f["constraint"] == "users_natural_key")
-    assert users_key["sample"][0]["key"]["email"].startswith("md5:")
+    assert users_key["sample"][0]["key"]["email"].startswith("hmac:")
     text = json.dumps([runs, deduplicated], default=str)
     assert "restore_mapping" in text and EMAIL.findall(text) == []
 

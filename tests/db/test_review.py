@@ -10,7 +10,7 @@ import pytest
 from helpers import copy_demo, night, one, q, read, write
 
 from league_import.errors import DecisionError
-from league_import.review import DIFFERENT, LEAVE, SAME, decide, pending, release
+from league_import.review import DIFFERENT, LEAVE, SAME, TYPED, RowChangedError, decide, pending, release
 from league_import.sources import SCHEDULE_FILE, STATS_FILE
 
 RENAMES = {"Skokie 11": "Skokie Park 11", "Skokie 14": "Skokie Village 14"}
@@ -77,23 +77,32 @@ def test_pending_lists_each_question_with_its_evidence_and_options(questions):
     message = by_subject(items, "captain_messages row 103")
     assert message.evidence["text"] == "Series 13 SW lineup"
     assert message.evidence["author"] == "user 8"
-    assert message.evidence["author's teams"] == f"Hinsdale PC I - 13 SW (APTA_CHICAGO, series 13 SW, id {hinsdale_i})"
+    assert message.evidence["league"] == "(unknown)"  # no league column, an old team id nobody knew
     assert message.evidence["reason"] == "the series named fits 2 of the author's teams"
     assert message.evidence["old team"] == "id 999999, unknown"
-    assert message.options == [
+    assert message.evidence["now"] == "removed; its copy waits in the archive"
+    one_, two = (
         f"Hinsdale PC I - 13 SW (APTA_CHICAGO, series 13 SW, id {hinsdale_i})",
         f"Hinsdale PC II - 13 SW (APTA_CHICAGO, series 13 SW, id {hinsdale_ii})",
-        LEAVE,
-    ]
-    assert message.option_teams == dict(zip(message.options[:2], [hinsdale_i, hinsdale_ii]))
-    assert "**text**: Series 13 SW lineup" in message.body()
+    )
+    assert message.options == [one_, two, TYPED, LEAVE]
+    assert message.option_teams == {one_: hinsdale_i, two: hinsdale_ii}
+    # Each team offered with why it is offered.
+    assert message.option_evidence == {
+        one_: "in the series the text names (13 SW); the author is a member",
+        two: "in the series the text names (13 SW)",
+    }
+    body = message.body()
+    assert "**text**: Series 13 SW lineup" in body and r"**table**: captain\_messages\.team\_id" in body
+    assert f"choose *{TYPED}* and type its id" in body
 
     poll = by_subject(items, "polls row 300")
     assert (poll.evidence["author"], poll.evidence["text"], poll.options) == (
         "(no author)",
         "Nobody wrote this",
-        [LEAVE],
+        [TYPED, LEAVE],
     )
+    assert poll.evidence["now"] == "detached (no team), waiting"
 
     # A membership is named by its whole key; its user is its subject.
     memberships = [i for i in items if "team_memberships" in i.subject]
@@ -101,6 +110,7 @@ def test_pending_lists_each_question_with_its_evidence_and_options(questions):
     assert {i.evidence["author"] for i in memberships} == {"user 1"}
     assert memberships[0].options == [
         f"Glenbrook RC 1 (APTA_CHICAGO, series 1, id {team(conn, 'Glenbrook RC 1')})",
+        TYPED,
         LEAVE,
     ]
 
@@ -161,7 +171,10 @@ def test_releasing_puts_rows_back_on_the_chosen_team(questions):
     # Released onto the team user 1 is already on: the same membership is not inserted twice.
     row = memberships[1].evidence["row"]
     done = release(conn, "team_memberships", row, glenbrook, by="cli-user")
-    assert done == f"team_memberships row {row}: the same row already exists on team {glenbrook}; nothing inserted"
+    assert done == (
+        f"team_memberships row {row}: not inserted on team {glenbrook}: the table already holds a row with the same "
+        "unique key there (etl_archive.team_memberships keeps the copy)"
+    )
     assert one(conn, "SELECT count(*) FROM team_memberships WHERE user_id = 1") == 2
     assert decide(conn, memberships[1].id, LEAVE, by="ops", via="airflow").startswith("already resolved by cli-user")
 
@@ -184,7 +197,7 @@ def test_answers_that_cannot_be_applied_are_refused(questions):
         decide(conn, message.id, "Some other team", by="ops", via="cli")
     with pytest.raises(DecisionError, match="team 888888 does not exist"):
         decide(conn, message.id, "888888", by="ops", via="cli")
-    with pytest.raises(DecisionError, match="expected quarantine:<id> or rename:<id>"):
+    with pytest.raises(DecisionError, match="expected quarantine:<id>, rename:<id> or growth:<id>"):
         decide(conn, "poll:1", LEAVE, by="ops", via="cli")
     with pytest.raises(DecisionError, match="no quarantine entry 9999"):
         decide(conn, "quarantine:9999", LEAVE, by="ops", via="cli")
@@ -245,3 +258,156 @@ def test_same_team_merges_and_different_teams_is_not_asked_again(questions):
         (DIFFERENT, "late"),
         (SAME, "late"),
     ]
+
+
+# -- what the app did since the quarantine (the red team's reproductions) ------------------------
+
+
+def quarantined(conn, fragment):
+    return by_subject(pending(conn), fragment)
+
+
+def entry(conn, item):
+    return q(
+        conn,
+        "SELECT resolved_team_id, resolved_by, resolution FROM etl.quarantine WHERE id = %s",
+        int(item.id.split(":")[1]),
+    )[0]
+
+
+def test_a_row_the_app_deleted_is_never_brought_back(questions):
+    conn, _ = questions
+    poll = quarantined(conn, "polls row 300")
+    conn.execute("DELETE FROM polls WHERE id = 300")  # the app, after the quarantine
+    conn.commit()
+    assert quarantined(conn, "polls row 300").evidence["now"] == "deleted by the app since the quarantine"
+    done = decide(conn, poll.id, TYPED, team_id=team(conn, "Glenbrook RC 1"), by="ops", via="cli")
+    assert done == (
+        "polls row 300: deleted by the app since the quarantine; not restored (etl_archive.polls keeps its copy)"
+    )
+    assert one(conn, "SELECT count(*) FROM polls WHERE id = 300") == 0
+    assert one(conn, "SELECT count(*) FROM etl_archive.polls WHERE id = 300") == 1
+    assert entry(conn, poll) == (None, "the app", done)
+    assert poll.id not in [i.id for i in pending(conn)]
+    assert q(conn, "SELECT choice, outcome FROM etl.decisions") == [(f"{TYPED}: {team(conn, 'Glenbrook RC 1')}", done)]
+
+
+def test_a_row_the_app_reattached_is_resolved_by_the_app_on_its_team(questions):
+    conn, _ = questions
+    poll = quarantined(conn, "polls row 300")
+    glenbrook, hinsdale = team(conn, "Glenbrook RC 1"), team(conn, "Hinsdale PC I - 13 SW")
+    conn.execute("UPDATE polls SET team_id = %s WHERE id = 300", (glenbrook,))  # the app's own answer
+    conn.commit()
+    done = decide(conn, poll.id, str(hinsdale), by="ops", via="cli")
+    assert done == (
+        f"polls row 300: re-attached by the app to team {glenbrook} since the quarantine; "
+        f"the answer (team {hinsdale}) not applied"
+    )
+    assert one(conn, "SELECT team_id FROM polls WHERE id = 300") == glenbrook
+    assert entry(conn, poll) == (glenbrook, "the app", done)
+
+
+def test_a_row_the_app_changed_is_refused_and_asked_again_as_it_is_now(questions):
+    conn, _ = questions
+    poll = quarantined(conn, "polls row 300")
+    glenbrook = team(conn, "Glenbrook RC 1")
+    conn.execute("UPDATE polls SET question = 'Who plays on Sunday?' WHERE id = 300")
+    conn.commit()
+    with pytest.raises(RowChangedError, match=r"polls row 300 was changed by the app since the quarantine \(question\)"):
+        decide(conn, poll.id, str(glenbrook), by="ops", via="cli")
+    assert q(conn, "SELECT team_id, question FROM polls WHERE id = 300") == [(None, "Who plays on Sunday?")]
+    assert one(conn, "SELECT count(*) FROM etl.decisions") == 0
+    again = quarantined(conn, "polls row 300")
+    assert again.evidence["text"] == "Who plays on Sunday?"  # the question shows the row as it is now
+    assert decide(conn, poll.id, str(glenbrook), by="ops", via="cli") == f"polls row 300: team_id set to {glenbrook}"
+    assert q(conn, "SELECT team_id, question FROM polls WHERE id = 300") == [(glenbrook, "Who plays on Sunday?")]
+
+
+def test_a_value_the_apps_trigger_wrote_while_the_row_was_detached_is_no_change(conn, tmp_path):
+    """The app's triggers run on the quarantine's own detaching update (a stamp column): that is
+    the quarantine's write, not the app's since."""
+    night(conn, "night-1")
+    conn.execute("ALTER TABLE polls ADD COLUMN touched integer NOT NULL DEFAULT 0")  # the app's own schema
+    conn.execute(
+        "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN NEW.touched := OLD.touched + 1; RETURN NEW; END $$"
+    )
+    conn.execute("CREATE TRIGGER polls_touch BEFORE UPDATE ON polls FOR EACH ROW EXECUTE FUNCTION touch()")
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("INSERT INTO polls (id, team_id, question) VALUES (300, 999999, 'Nobody wrote this')")
+    conn.execute("SET session_replication_role = origin")
+    conn.commit()
+    night(conn, "night-2")
+    assert q(conn, "SELECT team_id, touched FROM polls WHERE id = 300") == [(None, 1)]
+    poll = quarantined(conn, "polls row 300")
+    glenbrook = team(conn, "Glenbrook RC 1")
+    assert decide(conn, poll.id, str(glenbrook), by="ops", via="cli") == f"polls row 300: team_id set to {glenbrook}"
+
+
+def test_an_inactive_team_only_when_the_person_confirms_it(questions):
+    conn, _ = questions
+    poll = quarantined(conn, "polls row 300")
+    skokie = team(conn, "Skokie 11")  # left the files the second night
+    assert one(conn, "SELECT is_active FROM teams WHERE id = %s", skokie) is False
+    with pytest.raises(DecisionError, match=f"team {skokie} is inactive .*confirm it"):
+        decide(conn, poll.id, TYPED, team_id=skokie, by="ops", via="cli")
+    assert one(conn, "SELECT team_id FROM polls WHERE id = 300") is None
+    done = decide(conn, poll.id, TYPED, team_id=skokie, inactive_ok=True, by="ops", via="cli")
+    assert done == f"polls row 300: team_id set to {skokie}"
+
+
+def test_evidence_is_shown_as_written_in_the_ui_and_the_terminal(questions):
+    from markdown_it import MarkdownIt
+
+    conn, _ = questions
+    text = "**bold** [x](javascript:alert(1)) <script>alert(1)</script> \x1b[2J zero\u200bwidth \u202eevil"
+    conn.execute("UPDATE polls SET question = %s WHERE id = 300", (text,))  # the app's user wrote it
+    conn.commit()
+    poll = quarantined(conn, "polls row 300")
+    html = MarkdownIt("commonmark").render(poll.body())
+    line = next(li for li in html.splitlines() if li.startswith("<li><strong>text</strong>"))
+    assert "<script>" not in html and "href" not in html and line.count("<strong>") == 1
+    shown = r"**bold** [x](javascript:alert(1)) <script>alert(1)</script> \x1b[2J zero\u200bwidth \u202eevil"
+    from html import unescape
+
+    assert unescape(html).count(shown) == 1  # rendered, the page shows the characters typed
+    printed = "\n".join(poll.lines())
+    assert shown in printed and "\x1b" not in printed and "\u200b" not in printed
+
+
+def test_a_decision_stays_in_the_rows_league_and_the_health_check_sees_one_that_did_not(conn, tmp_path):
+    """A practice time of one league, quarantined: a team of another league is refused (the row's
+    own league_id names its league); a row set across leagues behind the pipeline's back is a
+    health warning."""
+    from helpers import add_league
+
+    from league_import.health import run_checks
+
+    src = add_league(copy_demo(tmp_path), "SECOND_LEAGUE")
+    night(conn, "night-1", src)
+    apta, second = (one(conn, "SELECT id FROM leagues WHERE code = %s", c) for c in ("APTA_CHICAGO", "SECOND_LEAGUE"))
+    here = one(conn, "SELECT id FROM teams WHERE team_name = 'Glenbrook RC 1' AND league_id = %s", apta)
+    there = one(conn, "SELECT id FROM teams WHERE team_name = 'Glenbrook RC 1' AND league_id = %s", second)
+    conn.execute("SET session_replication_role = replica")
+    conn.execute(
+        "INSERT INTO practice_times (id, team_id, day_of_week, start_time, end_time, location, league_id) "
+        "VALUES (500, 999999, 'Tuesday', '18:00', '19:30', 'Court 1', %s)",
+        (apta,),
+    )
+    conn.execute("SET session_replication_role = origin")
+    conn.commit()
+    night(conn, "night-2", src)
+    practice = quarantined(conn, "practice_times row 500")
+    assert practice.evidence["league"] == "APTA_CHICAGO" and practice.options == [TYPED, LEAVE]
+    with pytest.raises(DecisionError, match=f"team {there} is in league SECOND_LEAGUE, the row in league APTA_CHICAGO"):
+        decide(conn, practice.id, TYPED, team_id=there, by="ops", via="cli")
+    assert one(conn, "SELECT team_id FROM practice_times WHERE id = 500") is None
+    assert decide(conn, practice.id, str(here), by="ops", via="cli") == f"practice_times row 500: team_id set to {here}"
+
+    checks = {(c.check, c.subject): c for c in run_checks(conn, "night-2")}
+    assert checks[("leagues", "practice_times.team_id")].status == "ok"
+    conn.execute("UPDATE practice_times SET team_id = %s WHERE id = 500", (there,))  # behind our back
+    conn.commit()
+    crossed = {(c.check, c.subject): c for c in run_checks(conn, "night-2")}[("leagues", "practice_times.team_id")]
+    assert (crossed.status, crossed.figure, crossed.sample) == ("warn", 1, ["500"])
+    assert crossed.detail == "rows on a team of another league than their own league_id: 1"

@@ -70,3 +70,15 @@ def test_a_finished_run_frees_its_lease_and_the_next_claims_it(db):
     assert runs.lease(db) is None and runs.check_lease(db, "run-2") is None
     assert runs.claim_run(db, "run-2", "league_import") is None
     assert runs.lease(db).run_id == "run-2"
+
+
+def test_a_taken_over_run_is_marked_failed_with_the_reason(db):
+    runs.start_run(db, "dead-run", False, "league_import")
+    runs.claim_run(db, "dead-run", "league_import")
+    took = runs.claim_run(db, "next-run", "league_import", lambda dag_id, run_id: "failed")
+    assert "took over the lease of run dead-run" in took
+    status, error, finished = db.execute(
+        "SELECT status, report->>'error', finished_at IS NOT NULL FROM etl.runs WHERE run_id = 'dead-run'"
+    ).fetchone()
+    assert (status, finished) == ("failed", True)
+    assert error == "lease taken over by run next-run: its Airflow run is failed"
