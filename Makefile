@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo demo-app test health lint bench clean
+.PHONY: demo demo-app ui test health lint bench clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "league-import needs Python 3.11+")'
@@ -20,6 +20,10 @@ demo: $(INSTALLED)
 # The same story on the league app's own schema (README: The app's own database).
 demo-app: $(INSTALLED)
 	$(BIN)/league-import demo-app
+
+# Airflow's UI on the demo set-up, in the foreground (README: The UI); Ctrl-C stops it.
+ui: $(INSTALLED)
+	$(BIN)/league-import ui
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

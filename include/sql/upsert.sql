@@ -253,6 +253,52 @@ ANALYZE schedule_changes;
 -- name: unresolved_schedule
 SELECT count(*) FROM schedule_changes WHERE unresolved;
 
+-- name: meanings_before_run
+-- Each team id's natural key as the key map held it before this run (an epoch this run added, a
+-- re-used id, is not yet what the stored rows meant), for the two statements below (made once).
+CREATE TEMP TABLE IF NOT EXISTS meanings_before_run ON COMMIT DROP AS
+SELECT DISTINCT ON (k.team_id) k.team_id, k.team_key
+FROM etl.team_key_map k
+WHERE k.first_seen_run IS DISTINCT FROM %(run_id)s
+ORDER BY k.team_id, k.epoch DESC;
+
+-- name: analyze_meanings
+ANALYZE meanings_before_run;
+
+-- name: schedule_for_users
+-- Per league, tonight's changes to the schedule as the app's users see them. Matches are told
+-- apart by series, date and their teams' natural keys, not by ids: a stored row's ids read with
+-- the meaning they had before this run (the old system may have re-created its teams under other
+-- ids, or given an id to another team). Of the rows schedule_changes writes, a staged match with
+-- no stored one is `added`, a stored one with no staged one `removed`, both `changed` when they
+-- differ, and `rewritten` when they are the same match, written again under other ids (the
+-- pipeline's bookkeeping). Read before the gone rows are removed.
+WITH g AS (
+    SELECT s.*, CASE WHEN s.home_team_id IS NULL THEN '(bye)' ELSE h.team_key END AS home_ref,
+           CASE WHEN s.away_team_id IS NULL THEN '(bye)' ELSE a.team_key END AS away_ref
+    FROM schedule_changes c
+    JOIN {schedule} s ON s.id = c.id
+    LEFT JOIN meanings_before_run h ON h.team_id = s.home_team_id
+    LEFT JOIN meanings_before_run a ON a.team_id = s.away_team_id
+    WHERE c.change IN ('gone', 'changed')
+), n AS (
+    SELECT c.*, CASE WHEN c.home_team_id IS NULL THEN '(bye)' ELSE h.team_key END AS home_ref,
+           CASE WHEN c.away_team_id IS NULL THEN '(bye)' ELSE a.team_key END AS away_ref
+    FROM schedule_changes c
+    LEFT JOIN {teams} h ON h.id = c.home_team_id
+    LEFT JOIN {teams} a ON a.id = c.away_team_id
+    WHERE c.change IN ('new', 'changed')
+)
+SELECT coalesce(n.league_id, g.league_id),
+       CASE WHEN g.id IS NULL THEN 'added' WHEN n.league_id IS NULL THEN 'removed'
+            WHEN {changed} THEN 'changed' ELSE 'rewritten' END,
+       count(*)
+FROM n
+FULL JOIN g
+  ON g.league_id = n.league_id AND coalesce(g.series_id, 0) = coalesce(n.series_id, 0)
+ AND g.match_date = n.match_date AND g.home_ref = n.home_ref AND g.away_ref = n.away_ref
+GROUP BY 1, 2;
+
 -- name: schedule_gone
 SELECT c.id FROM schedule_changes c WHERE c.change = 'gone'
 
@@ -311,6 +357,30 @@ WHERE t.id IS NULL OR r.league_id IS NULL OR {changed};
 
 -- name: analyze_stats
 ANALYZE stats_changes;
+
+-- name: stats_for_users
+-- Per league, tonight's changes to the standings as the app's users see them: rows told apart by
+-- series and their team's natural key, as for the schedule above.
+WITH g AS (
+    SELECT s.*, m.team_key AS team_ref
+    FROM stats_changes c
+    JOIN {series_stats} s ON s.id = c.id
+    LEFT JOIN meanings_before_run m ON m.team_id = s.team_id
+    WHERE c.change IN ('gone', 'changed')
+), n AS (
+    SELECT c.*, t.team_key AS team_ref
+    FROM stats_changes c
+    LEFT JOIN {teams} t ON t.id = c.team_id
+    WHERE c.change IN ('new', 'changed')
+)
+SELECT coalesce(n.league_id, g.league_id),
+       CASE WHEN g.id IS NULL THEN 'added' WHEN n.league_id IS NULL THEN 'removed'
+            WHEN {changed} THEN 'changed' ELSE 'rewritten' END,
+       count(*)
+FROM n
+FULL JOIN g
+  ON g.league_id = n.league_id AND coalesce(g.series_id, 0) = coalesce(n.series_id, 0) AND g.team_ref = n.team_ref
+GROUP BY 1, 2;
 
 -- name: stats_gone
 SELECT c.id FROM stats_changes c WHERE c.change = 'gone'

@@ -255,7 +255,7 @@ def practices(conn: psycopg.Connection) -> list[tuple]:
 
 def run_app_demo() -> int:
     """The story, printed with figures per table (see the module's doc)."""
-    from league_import.demo import DEMO_DATA, REPO, latest_run, run_dag, summarize
+    from league_import.demo import DEMO_DATA, REPO, demo_home, latest_run, run_dag, summarize
     from league_import.embedded import ensure_server
     from league_import.errors import LeagueImportError
     from league_import.target import active, load
@@ -273,7 +273,7 @@ def run_app_demo() -> int:
     log = REPO / ".demo" / "app_dags_test.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
-    home = REPO / ".demo" / "airflow"
+    home = demo_home()
     print(
         f"the app's database: {DEMO_DATABASE} (its schema: {APP_SCHEMA.relative_to(REPO)}); "
         f"logs: {log.relative_to(REPO)}"

@@ -17,6 +17,8 @@ from typing import Annotated
 
 import typer
 
+from league_import.words import plural, verb
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 quarantine_app = typer.Typer(no_args_is_help=True, help="Rows waiting in quarantine.")
 alias_app = typer.Typer(no_args_is_help=True, help="Spellings tied to a team id (etl.team_aliases).")
@@ -79,19 +81,32 @@ def demo_app() -> None:
 
 
 @app.command()
+def ui() -> None:
+    """Start Airflow (standalone) on the demo set-up in the foreground: prints the URL and the login;
+    Ctrl-C stops it and every process it started. Port 8080, or LEAGUE_IMPORT_UI_PORT."""
+    from league_import.ui import run_ui
+
+    raise typer.Exit(run_ui())
+
+
+@app.command()
 def env() -> None:
     """Print the shell exports for running Airflow commands on the demo set-up yourself:
     eval "$(.venv/bin/league-import env)" then .venv/bin/airflow dags test league_import -c '...'."""
     import shlex
 
-    from league_import.demo import DEMO_HOME, airflow_env, prepare_airflow
+    from league_import.demo import airflow_env, bin_dir, demo_home, prepare_airflow
     from league_import.embedded import target_uri
 
     uri = target_uri()
-    prepare_airflow(DEMO_HOME, uri)
-    for key, value in airflow_env(DEMO_HOME, uri, inherit=False).items():
+    home = demo_home()
+    prepare_airflow(home, uri)
+    for key, value in airflow_env(home, uri, inherit=False).items():
         if key == "AIRFLOW_CONN_LEAGUE_DB" and os.environ.get(key):
             continue  # your own server's URI (and its password) stays where you set it
+        if key == "PATH":  # this environment's commands first, on the shell's own PATH
+            typer.echo(f'export PATH={shlex.quote(str(bin_dir()))}"{os.pathsep}$PATH"')
+            continue
         typer.echo(f"export {key}={shlex.quote(value)}")
 
 
@@ -117,7 +132,8 @@ def health() -> None:
         checks = run_checks(conn)
     typer.echo(format_table(checks))
     _, counts = rollup(checks)
-    typer.echo(f"{len(checks)} checks: {counts['error']} errors, {counts['warn']} warnings")
+    errors, warnings = plural(counts["error"], "error"), plural(counts["warn"], "warning")
+    typer.echo(f"{plural(len(checks), 'check')}: {errors}, {warnings}")
     raise typer.Exit(1 if counts["error"] else 0)
 
 
@@ -247,7 +263,7 @@ def quarantine_list() -> None:
         line = f"{item.id}  {item.evidence['table']} row {item.evidence['row']}: {item.evidence['reason']}"
         typer.echo(printable(line))
         typer.echo(item.lines()[-1])
-    typer.echo(f"{len(items)} rows wait")
+    typer.echo(f"{plural(len(items), 'row')} {verb(len(items), 'waits', 'wait')}")
 
 
 @app.command()
@@ -290,7 +306,7 @@ def alias_list(league: str = typer.Option(None, help="only this league")) -> Non
         typer.echo(
             f"{alias_id}  {code} {series}: {spelling!r} -> team {team_id} ({name}); {source} by {by} {at:%Y-%m-%d}"
         )
-    typer.echo(f"{len(rows)} aliases")
+    typer.echo(plural(len(rows), "alias", "aliases"))
 
 
 @alias_app.command("remove")
@@ -316,7 +332,7 @@ def review_list(as_json: bool = typer.Option(False, "--json", help="as JSON")) -
     for item in items:
         for line in item.lines():
             typer.echo(line)
-    typer.echo(f"{len(items)} open questions")
+    typer.echo(plural(len(items), "open question"))
 
 
 @review_app.command("decide")

@@ -21,6 +21,7 @@ from league_import.catalog import NaturalKey, Reference, is_personal, natural_ke
 from league_import.errors import ConstraintError, is_transient
 from league_import.pgcatalog import foreign_keys, table_columns, unique_keys
 from league_import.sql import run
+from league_import.words import plural, verb
 
 
 @dataclass
@@ -183,7 +184,10 @@ def _check_reference(conn, cur, ref: Reference, existing, columns) -> Finding:
             finding.action = f"restore_mapping repairs the {count} orphans, then it is validated"
         else:
             finding.fatal = True
-            finding.action = f"{count} rows reference missing {ref.target} rows (e.g. {ref.column} = {sample})"
+            finding.action = (
+                f"{plural(count, 'row')} {verb(count, 'references', 'reference')} missing {ref.target} rows "
+                f"(e.g. {ref.column} = {sample})"
+            )
         return finding
     if count == 0:
         finding.state = "added"
@@ -194,7 +198,10 @@ def _check_reference(conn, cur, ref: Reference, existing, columns) -> Finding:
         _attempt(conn, finding, lambda: _run(cur, "add_foreign_key_not_valid", **parts))
     else:
         finding.state, finding.fatal = "missing", True
-        finding.action = f"{count} rows reference missing {ref.target} rows (e.g. {ref.column} = {sample})"
+        finding.action = (
+            f"{plural(count, 'row')} {verb(count, 'references', 'reference')} missing {ref.target} rows "
+            f"(e.g. {ref.column} = {sample})"
+        )
     return finding
 
 

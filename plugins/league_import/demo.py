@@ -19,9 +19,15 @@ import psycopg
 
 from league_import.embedded import REPO, target_uri
 from league_import.runs import latest_run
+from league_import.words import plural
 
-DEMO_HOME = REPO / ".demo" / "airflow"
 DEMO_DATA = REPO / "include" / "demo_data"
+
+
+def demo_home() -> Path:
+    """The demo set-up's Airflow home: LEAGUE_IMPORT_DEMO_HOME, else .demo/airflow of this checkout
+    (`make demo`, `make ui` and `league-import env` share it; the tests give each server its own)."""
+    return Path(os.environ.get("LEAGUE_IMPORT_DEMO_HOME") or REPO / ".demo" / "airflow")
 
 SEED = """
 INSERT INTO users (id, email) VALUES
@@ -65,10 +71,16 @@ def replay_old_etl_churn(conn: psycopg.Connection, delete_outright=(), only_acti
 
 
 def airflow_env(home: Path, league_uri: str, inherit: bool = True) -> dict[str, str]:
-    """The environment for a self-contained Airflow: its own home, our DAGs and plugins, no examples
-    (with `inherit`, on top of this process's environment)."""
+    """The environment for a self-contained Airflow: its own home, our DAGs and plugins, no examples,
+    this environment's commands first on PATH (`airflow standalone` starts each component as
+    `airflow ...`), and the bundled season as the configured source folder, so that a scheduled run
+    of the demo set-up has data to read (LEAGUE_IMPORT_SOURCE_DIR set beforehand wins). With
+    `inherit`, on top of this process's environment."""
+    from league_import.config import SOURCE_DIR_ENV
+
     return {
         **(os.environ if inherit else {}),
+        "PATH": on_path(bin_dir(), os.environ.get("PATH", "")),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
@@ -76,7 +88,19 @@ def airflow_env(home: Path, league_uri: str, inherit: bool = True) -> dict[str, 
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW_CONN_LEAGUE_DB": league_uri,
         "LEAGUE_IMPORT_REPORT_DIR": os.environ.get("LEAGUE_IMPORT_REPORT_DIR", str(home.parent / "reports")),
+        SOURCE_DIR_ENV: os.environ.get(SOURCE_DIR_ENV) or str(DEMO_DATA),
     }
+
+
+def bin_dir() -> Path:
+    """The folder of this environment's commands (airflow, league-import): beside its python."""
+    return Path(sys.executable).parent
+
+
+def on_path(folder: Path, path: str) -> str:
+    """PATH with `folder` first (once)."""
+    rest = [p for p in path.split(os.pathsep) if p and p != str(folder)]
+    return os.pathsep.join([str(folder), *rest])
 
 
 def prepare_airflow(home: Path, league_uri: str, log: Path | None = None) -> None:
@@ -84,7 +108,7 @@ def prepare_airflow(home: Path, league_uri: str, log: Path | None = None) -> Non
     home.mkdir(parents=True, exist_ok=True)
     if (home / "airflow.db").exists():
         return
-    airflow = str(Path(sys.executable).with_name("airflow"))
+    airflow = str(bin_dir() / "airflow")
     with (log or home / "migrate.log").open("a") as out:
         env = airflow_env(home, league_uri)
         subprocess.run([airflow, "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
@@ -93,7 +117,7 @@ def prepare_airflow(home: Path, league_uri: str, log: Path | None = None) -> Non
 def run_dag(home: Path, league_uri: str, conf: dict, log: Path) -> int:
     """`airflow dags test` on a prepared home; output appended to `log`."""
     prepare_airflow(home, league_uri, log)
-    airflow = str(Path(sys.executable).with_name("airflow"))
+    airflow = str(bin_dir() / "airflow")
     with log.open("a") as out:
         cmd = [airflow, "dags", "test", "league_import", "-c", json.dumps(conf)]
         env = airflow_env(home, league_uri)
@@ -105,18 +129,35 @@ def _step(report: dict, marker: str) -> dict:
     return next((r for r in report.values() if isinstance(r, dict) and marker in r), {})
 
 
+def _for_users(counts: dict, kind: str) -> tuple[str, int]:
+    """What changed in the schedule or the standings as the app's users see them, and how many rows
+    were written again only because their teams' ids changed (the pipeline's bookkeeping); a report
+    older than that distinction gives the rows written."""
+    get = counts.get
+    added = get(f"{kind}_for_users_added", counts[f"{kind}_created"])
+    changed = get(f"{kind}_for_users_changed", counts[f"{kind}_updated"])
+    removed = get(f"{kind}_for_users_removed", counts[f"{kind}_deleted"])
+    return f"{added:,} added, {changed:,} changed, {removed:,} removed", get(f"{kind}_rewritten", 0)
+
+
 def summarize(run: dict) -> str:
-    """A short human summary of one run: teams per league, schedule rows, repairs, errors."""
+    """A short human summary of one run: teams per league, what changed in the schedule and the
+    standings for the app's users (apart from rows written again under their teams' new ids),
+    repairs, errors."""
     lines = [f"run {run['run_id']}: {run['status']}{' (dry run, nothing written)' if run['dry_run'] else ''}"]
     upsert = _step(run["report"], "suspected_renames")
     for code, c in upsert.get("leagues", {}).items():
-        kept = c["teams_in_sources"] - c["teams_created"]
+        matches, matches_rewritten = _for_users(c, "schedule")
+        standings, standings_rewritten = _for_users(c, "stats")
         lines.append(
-            f"  {code}: {c['teams_in_sources']} teams - {c['teams_created']} created, {kept} kept "
-            f"({c['teams_updated']} updated), {c['teams_deactivated']} deactivated; "
-            f"schedule {c['schedule_created']} new, {c['schedule_updated']} changed, {c['schedule_deleted']} gone; "
-            f"stats {c['stats_created']} new, {c['stats_updated']} changed"
+            f"  {code}: {c['teams_in_sources']:,} teams ({c['teams_created']:,} new, {c['teams_updated']:,} updated, "
+            f"{c['teams_deactivated']:,} deactivated); matches {matches}; standings {standings}"
         )
+        if matches_rewritten or standings_rewritten:
+            lines.append(
+                f"  bookkeeping, the same for users: {plural(matches_rewritten, 'match', 'matches')} and "
+                f"{plural(standings_rewritten, 'standings row')} written again under their teams' new ids"
+            )
     if not upsert:
         lines.append("  no upsert report: the run stopped before upsert_teams")
     repair = _step(run["report"], "by_strategy")
@@ -145,7 +186,7 @@ def run_demo() -> int:
     conf = {"source_dir": str(DEMO_DATA)}
 
     print("night 1: airflow dags test league_import (the bundled season)")
-    code = run_dag(DEMO_HOME, uri, conf, log)
+    code = run_dag(demo_home(), uri, conf, log)
     with psycopg.connect(uri) as conn:
         print(summarize(latest_run(conn)))
         if code:
@@ -172,7 +213,7 @@ def run_demo() -> int:
             print(f"the old system's nightly ETL re-creates every team with new ids: {orphans} user rows orphaned")
 
     print("night 2: airflow dags test league_import")
-    code = run_dag(DEMO_HOME, uri, conf, log)
+    code = run_dag(demo_home(), uri, conf, log)
     with psycopg.connect(uri) as conn:
         run = latest_run(conn)
         print(summarize(run))

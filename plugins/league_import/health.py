@@ -37,6 +37,7 @@ from league_import.references import row_id, team_references, user_tables
 from league_import.sources import SCHEDULE_FILE, STATS_FILE
 from league_import.sql import run, statements
 from league_import.target import current
+from league_import.words import plural, verb
 
 STATUSES = ("ok", "warn", "error")
 # The pipeline's own tables that only ever grow: losing rows means someone deleted history.
@@ -133,7 +134,7 @@ def _orphans(cur: Cursor) -> list[Check]:
     out = []
     for ref in refs:
         count, sample = orphans(cur, ref)
-        detail = f"{count} rows point at no team" if count else ""
+        detail = f"{plural(count, 'row')} {verb(count, 'points', 'point')} at no team" if count else ""
         out.append(
             Check("orphans", f"{ref.table}.{ref.column}", count, "0", "error" if count else "ok", detail, list(sample))
         )
@@ -239,7 +240,8 @@ def _absent_file(code: str, table: str, kept: int) -> Check:
     """A league's file absent tonight: nothing to reconcile; a warning when it had rows before."""
     file = SCHEDULE_FILE if table == "schedule" else STATS_FILE
     detail = (
-        f"league {code}: {file} was absent tonight; the {kept} stored {table} rows were kept ({DECISIONS['freshness']})"
+        f"league {code}: {file} was absent tonight; the {plural(kept, f'stored {table} row')} "
+        f"{verb(kept, 'was', 'were')} kept ({DECISIONS['freshness']})"
         if kept
         else ""
     )
@@ -288,14 +290,15 @@ def _rows(cur: Cursor, run_id: str | None, limits: Thresholds, counts: dict[str,
         if before is not None:
             ratio = (now - own) / max(before, limits.min_baseline)
             check.basis = {"baseline": before, "written": own, "ratio": round(ratio, 4)}
-            since = (
-                f"accepted as expected by {accepted_by} on {accepted_at:%Y-%m-%d %H:%M}"
+            when = (
+                f"when {accepted_by} accepted them as expected on {accepted_at:%Y-%m-%d %H:%M}"
                 if accepted_by
-                else "after the last successful run"
+                else "at the last successful run"
             )
-            check.detail = f"baseline {_figure(before)} rows ({since}); {ratio:,.2f}x of the floor"
+            check.detail = f"{plural(int(before), 'row')} {when}, {int(now):,} now"
             if own:
-                check.detail += f"; {_figure(own)} rows written by this run itself"
+                check.detail += f", {own:,} of them written by this run (not counted)"
+            check.detail += f"; growth {ratio:,.2f}x of max(baseline, {limits.min_baseline})"
             check.basis["grew"] = ratio >= limits.growth_warn
             if ratio >= limits.growth_error:
                 check.status = "error"
@@ -359,7 +362,7 @@ def _row_balance(cur: Cursor, run_id: str | None, counts: dict[str, int], users:
                 "0 rows lost",
                 "error" if missing > 0 else "ok",
                 f"backup {count}, live {live}, archived {archived}"
-                + (f": {missing} rows removed without an archived copy" if missing > 0 else ""),
+                + (f": {plural(missing, 'row')} removed without an archived copy" if missing > 0 else ""),
             )
         )
     return out
@@ -389,14 +392,16 @@ def _leagues_agree(cur: Cursor) -> list[Check]:
 def _quarantine(cur: Cursor, limits: Thresholds) -> Check:
     waiting, sample = _run(cur, "quarantine_waiting").fetchone()
     status = "warn" if waiting >= limits.quarantine_warn else "ok"
-    detail = f"{waiting} rows wait for a person: {DECISIONS['quarantine']}" if waiting else ""
+    detail = f"{plural(waiting, 'row')} {verb(waiting, 'waits', 'wait')} for a person: {DECISIONS['quarantine']}"
+    detail = detail if waiting else ""
     return Check("quarantine", "etl.quarantine", waiting, f"< {limits.quarantine_warn}", status, detail, sample)
 
 
 def _renames(cur: Cursor, limits: Thresholds) -> Check:
     waiting, sample = _run(cur, "renames_waiting").fetchone()
     status = "warn" if waiting >= limits.renames_warn else "ok"
-    detail = f"{waiting} suspected renames await review: {DECISIONS['renames']}" if waiting else ""
+    detail = f"{plural(waiting, 'suspected rename')} {verb(waiting, 'awaits', 'await')} review: {DECISIONS['renames']}"
+    detail = detail if waiting else ""
     return Check("renames", "etl.rename_suspects", waiting, f"< {limits.renames_warn}", status, detail, sample)
 
 

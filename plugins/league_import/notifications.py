@@ -15,6 +15,8 @@ import urllib.request
 
 from airflow.sdk import BaseNotifier, Context
 
+from league_import.words import plural, verb
+
 DECISIONS_KEY = "league_import_decisions"
 
 
@@ -29,9 +31,10 @@ def summary(context: Context) -> dict:
     }
     if decisions:
         lines = [f"- {d['check']} {d['subject']}: {d['detail']}" for d in decisions]
+        need = verb(len(decisions), "needs", "need")
         return {
             **base,
-            "text": f"{base['dag_id']}: {len(decisions)} warnings need a person",
+            "text": f"{base['dag_id']}: {plural(len(decisions), 'warning')} {need} a person",
             "decisions": decisions,
             "message": "\n".join(lines),
         }

@@ -348,7 +348,9 @@ class RestoreMappingOperator(LeagueStepOperator):
 
 
 class HealthReportLink(BaseOperatorLink):
-    """The run's HTML health report (LEAGUE_IMPORT_REPORT_URL when it is served, else the file)."""
+    """The run's HTML health report, served by Airflow's API server behind its login (the plugin's
+    /league-import/reports/), or under LEAGUE_IMPORT_REPORT_URL when the folder is served elsewhere.
+    Always http(s) or a path on the UI's own server: Airflow's UI shows no other link."""
 
     name = "Health report"
 
@@ -361,8 +363,9 @@ class HealthCheckOperator(LeagueStepOperator):
     person are sent to the notifier; writes the HTML report; publishes the Asset's counts.
 
     Thresholds: the Airflow Variable `league_import_health_thresholds` (JSON), over the defaults
-    of league_import.config.Thresholds. A dry run reports its checks and does not fail on them.
-    """
+    of league_import.config.Thresholds. A dry run reports its checks and does not fail on them,
+    and announces nothing: no notification of decisions, no `league_teams` Asset event (which
+    would tell the DAGs scheduled on it of data that was never written)."""
 
     lineage_step = "health_check"
 
@@ -387,7 +390,12 @@ class HealthCheckOperator(LeagueStepOperator):
         result, decisions = health(conn, context["run_id"], limits=limits, dry_run=self.is_dry_run, report_dir=folder)
         self.report_url = report_url(Path(result["report_path"]))
         self.log.info("health: %s; report: %s", result["counts"], self.report_url)
-        if decisions and not self.is_dry_run:
+        if self.is_dry_run:
+            # The Task SDK publishes an event for each outlet of the task instance's own copy of
+            # the operator (prepare_for_execution) when it succeeds: a dry run's copy has none.
+            self.outlets = []
+            return result
+        if decisions:
             notify_decisions(context, decisions)
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {

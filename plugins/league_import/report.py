@@ -12,6 +12,7 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from psycopg import Connection
 
@@ -31,10 +32,18 @@ def report_dir() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "league_import_reports"
 
 
+# Where Airflow's API server serves the report folder (league_import.reports_app, the plugin).
+SERVED_AT = "/league-import/reports"
+
+
 def report_url(path: Path) -> str:
-    """Where a person opens a report: LEAGUE_IMPORT_REPORT_URL (the folder served) + its name, else the file."""
+    """Where a person opens a report: LEAGUE_IMPORT_REPORT_URL (the folder served elsewhere) + its
+    name, else Airflow's own page for it (behind Airflow's login): under [api] base_url when it is
+    set, else a path on the server the UI was opened from (the UI shows such a link as well)."""
     base = os.environ.get("LEAGUE_IMPORT_REPORT_URL")
-    return f"{base.rstrip('/')}/{path.name}" if base else path.resolve().as_uri()
+    if base:
+        return f"{base.rstrip('/')}/{quote(path.name)}"
+    return f"{(os.environ.get('AIRFLOW__API__BASE_URL') or '').rstrip('/')}{SERVED_AT}/{quote(path.name)}"
 
 
 def airflow_ui() -> str:

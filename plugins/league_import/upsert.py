@@ -122,12 +122,14 @@ def upsert_teams(conn: psycopg.Connection, run_id: str, *, max_ratio: float, dry
         unresolved = _run(cur, "unresolved_schedule").fetchone()[0]
         if unresolved:  # the stage is validated: this is a bug, not bad input
             raise TerminalError(f"{unresolved} staged matches name a team that was not staged")
-        schedule = _write(cur, target, "schedule", run_id, SCHEDULE_FIELDS)
+        schedule = _for_users(cur, target, "schedule", args, SCHEDULE_FIELDS)
+        schedule |= _write(cur, target, "schedule", run_id, SCHEDULE_FIELDS)
         if target.tracked("series_stats"):
             adoption["series_stats"] = target.adopt(cur, "series_stats", _fragment("adopt_stats"), args)
         _run(cur, "stats_changes", args, changed=target.differs("series_stats", "t", "r", STATS_FIELDS))
         _run(cur, "analyze_stats")
-        stats = _write(cur, target, "stats", run_id, STATS_FIELDS)
+        stats = _for_users(cur, target, "stats", args, STATS_FIELDS)
+        stats |= _write(cur, target, "stats", run_id, STATS_FIELDS)
         _add_foreign_keys(cur, deferred)
         suspects = renames.detect(cur, run_id)
 
@@ -185,6 +187,28 @@ def _add_foreign_keys(cur: psycopg.Cursor, dropped: list[tuple[str, str, str]]) 
     """The keys _drop_foreign_keys took off, as they were; adding one checks every row at once."""
     for table, name, definition in dropped:
         add_as_defined(cur, table, name, definition)
+
+
+def _for_users(cur: psycopg.Cursor, target, kind: str, args: dict, fields: tuple[str, ...]) -> dict[str, dict]:
+    """Per league, tonight's changes as the app's users see them (rows told apart by their teams'
+    natural keys, not ids): `for_users_added`, `_changed`, `_removed`; and `rewritten`, rows
+    written again only because their teams' ids changed. Counted before _write removes rows."""
+    entity = "schedule" if kind == "schedule" else "series_stats"
+    out: dict[str, dict[int, int]] = {
+        name: {} for name in ("for_users_added", "for_users_changed", "for_users_removed", "rewritten")
+    }
+    counts = _run(cur, f"{kind}_counts").fetchall()
+    found = {change for change, _, _ in counts}
+    if not (found & {"gone", "changed"} and found & {"new", "changed"}):  # nothing to pair (a first import)
+        for change, league_id, n in counts:
+            out[{"new": "for_users_added", "gone": "for_users_removed"}[change]][league_id] = n
+        return out
+    _run(cur, "meanings_before_run", args)
+    _run(cur, "analyze_meanings")
+    changed = target.differs(entity, "g", "n", fields)
+    for league_id, change, n in _run(cur, f"{kind}_for_users", args, changed=changed).fetchall():
+        out["rewritten" if change == "rewritten" else f"for_users_{change}"][league_id] = n
+    return out
 
 
 def _write(cur: psycopg.Cursor, target, kind: str, run_id: str, fields: tuple[str, ...]) -> dict[str, dict[int, int]]:

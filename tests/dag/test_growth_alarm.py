@@ -81,5 +81,5 @@ def test_the_apps_growth_fails_one_night_asks_and_is_accepted(league_dag, db_uri
             third.run_id,
         )
         assert polls[0][0] == "ok"
-        assert polls[0][1].startswith("baseline 1,000,000 rows (accepted as expected by cli:")
+        assert polls[0][1].startswith("1,000,000 rows when cli:") and "accepted them as expected on" in polls[0][1]
         assert one(conn, "SELECT count(*) FROM etl.growth_alarms WHERE answer IS NULL") == 0

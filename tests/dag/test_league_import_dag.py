@@ -135,6 +135,35 @@ def test_dry_run_on_a_new_database_writes_no_data(league_dag, db_uri):
         assert keys == 0  # the empty tables exist; no constraint was added on a dry run
 
 
+def asset_events(run_id: str) -> list[tuple[str, dict]]:
+    """The Asset events a run published (the Asset's name, the event's extra), from Airflow's
+    metadata database."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        found = session.execute(
+            select(AssetModel.name, AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_run_id == run_id)
+        )
+        return [tuple(row) for row in found]
+
+
+def test_a_dry_run_announces_nothing(league_dag, db_uri):
+    """No Asset event of any kind, whatever the run finds; the real run after it publishes its
+    league_teams event as before (and no league_questions event: nothing waits)."""
+    dry = run(league_dag, dry_run=True)
+    assert dry.state == "success" and latest_run(db_uri)[1]["upsert_teams"]["dry_run"] is True
+    assert asset_events(dry.run_id) == []
+    real = run(league_dag)
+    assert real.state == "success"
+    ((name, event),) = asset_events(real.run_id)
+    assert name == "league_teams" and event["run_id"] == real.run_id and event["status"] == "ok"
+    assert event["decisions_pending"] == 0
+
+
 def corrupt(src, case):
     stats, schedule = read(src, STATS_FILE), read(src, SCHEDULE_FILE)
     if case == "malformed_json":
@@ -338,7 +367,7 @@ def test_a_clean_run_is_healthy_and_an_orphan_fails_the_run_by_name(league_dag, 
     status, report = latest_run(db_uri)
     assert status == "failed"
     assert report["error"].startswith("health_check: 1 health checks failed:")
-    assert "- orphans polls.team_id: 1 (threshold 0) 1 rows point at no team" in report["error"]
+    assert "- orphans polls.team_id: 1 (threshold 0) 1 row points at no team" in report["error"]
     assert report["health_check"]["problems"][0]["subject"] == "polls.team_id"
 
 

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.dag
 NOT_RUN = {
     "make test": "the suite itself",
     "make bench": "minutes of benchmarks on 100,000 teams; bench/README.md has their quick modes",
+    "make ui": "runs until Ctrl-C: tests/e2e/test_ui.py runs it, in chromium, and stops it",
     "docker compose up -d --build": "deploys a stack (needs a Docker engine)",
     "export LEAGUE_IMPORT_TARGET=include/targets/league_app.toml": "points at the app's database (tests/db/test_target.py)",
     ".venv/bin/league-import target check --source-dir /data/leagues": "the app's database and its league folders "
@@ -55,7 +56,7 @@ def deploys(line: str) -> bool:
 def test_the_readme_shows_the_commands_it_should():
     lines = [command(line) for block in readme_blocks() for line in block]
     assert lines[:2] == ["make demo", "make test"]  # the quick start: exactly two commands
-    assert {"make health", ".venv/bin/league-import review list", ".venv/bin/league-import unlock"} <= set(lines)
+    assert {"make health", "make ui", ".venv/bin/league-import review list", ".venv/bin/league-import unlock"} <= set(lines)
     assert any(line.startswith(".venv/bin/airflow dags test league_import -c") for line in lines)
 
 

@@ -26,8 +26,8 @@ def test_health_exits_0_when_sound_and_1_on_an_error(conn, capsys):
     conn.commit()
     assert cli.main(["health"]) == 1
     out = capsys.readouterr().out
-    assert "checks: 1 errors, 0 warnings" in out
-    assert "orphans polls.team_id" in out and "1 rows point at no team" in out
+    assert "checks: 1 error, 0 warnings" in out
+    assert "orphans polls.team_id" in out and "1 row points at no team" in out
     # Read-only: the command wrote nothing (no health figures recorded beyond the night's own).
     assert one(conn, "SELECT count(DISTINCT run_id) FROM etl.health_checks") == 1
 
@@ -45,7 +45,7 @@ def test_quarantine_list_and_review_decide(conn, capsys):
     night(conn, "night-2")
     assert cli.main(["quarantine", "list"]) == 0
     out = capsys.readouterr().out
-    assert "polls.team_id row 900" in out and "1 rows wait" in out
+    assert "polls.team_id row 900" in out and "1 row waits" in out
     assert cli.main(["review", "list", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert [i["id"] for i in items] == ["quarantine:1"] and items[0]["options"] == ["the team id typed below", "leave in quarantine"]
@@ -138,3 +138,25 @@ def test_review_decide_an_inactive_team_needs_the_flag(conn, capsys):
     assert f"team {gone} is inactive" in capsys.readouterr().err
     assert cli.main(["review", "decide", "quarantine:1", str(gone), "--inactive"]) == 0
     assert f"polls row 900: team_id set to {gone}" in capsys.readouterr().out
+
+
+def test_env_gives_a_shell_what_airflow_standalone_needs(db_uri, tmp_path):
+    """eval "$(league-import env)" in a shell without the environment on PATH: `airflow` is this
+    environment's (standalone starts each component as `airflow ...`), and the configured source
+    folder is the bundled season (what the demo set-up's scheduled runs read)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helpers import DEMO_DATA
+
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LEAGUE_IMPORT_"))}
+    env |= {"PATH": "/usr/bin:/bin", "AIRFLOW_CONN_LEAGUE_DB": db_uri, "LEAGUE_IMPORT_DEMO_HOME": str(tmp_path / "af")}
+    script = f'eval "$({bin_dir}/league-import env)"; command -v airflow; echo "$LEAGUE_IMPORT_SOURCE_DIR $AIRFLOW_HOME"'
+    done = subprocess.run(["bash", "-euc", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    airflow, settings = done.stdout.splitlines()[-2:]
+    assert airflow == str(bin_dir / "airflow")
+    assert settings == f"{DEMO_DATA} {tmp_path / 'af'}"

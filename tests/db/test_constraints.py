@@ -111,7 +111,7 @@ def test_what_no_step_can_fix_fails_and_changes_nothing(old_database):
     with pytest.raises(ConstraintError) as failure:
         check_constraints(conn)
     message = str(failure.value)
-    assert "polls_created_by_fkey on polls: 1 rows reference missing users rows (e.g. created_by = [404])" in message
+    assert "polls_created_by_fkey on polls: 1 row references missing users rows (e.g. created_by = [404])" in message
     assert "nothing was changed" in message
     assert constraint_states(conn) == {}
 

@@ -72,7 +72,7 @@ def test_an_orphan(clean):
     assert errors(checks) == {("orphans", "polls.team_id")}
     orphan = by_key(checks)[("orphans", "polls.team_id")]
     assert (orphan.figure, orphan.sample) == (1, [424242])
-    assert "orphans polls.team_id: 1 (threshold 0) 1 rows point at no team" in failure_message(checks)
+    assert "orphans polls.team_id: 1 (threshold 0) 1 row points at no team" in failure_message(checks)
 
 
 def test_a_duplicate_and_the_dropped_key_behind_it(clean):
@@ -122,7 +122,7 @@ def test_the_seed_incident_41_to_3_470_114_is_an_error(clean):
     assert errors(checks) == {("rows", "practice_times")}
     grown = by_key(checks)[("rows", "practice_times")]
     assert grown.figure == 3_470_114
-    assert "baseline 41 rows (after the last successful run); 34,701.14x of the floor" in grown.detail
+    assert "41 rows at the last successful run, 3,470,114 now; growth 34,701.14x of max(baseline, 100)" in grown.detail
 
 
 def test_growth_answered_not_expected_stays_an_error_and_is_asked_again(clean):
@@ -167,7 +167,7 @@ def test_the_archive_grows_only_by_what_the_run_archived(clean):
     )
     conn.commit()
     explained = by_key(run_checks(conn, "night-3"))[("rows", "etl_archive.polls")]
-    assert explained.status == "ok" and "5,000 rows written by this run itself" in explained.detail
+    assert explained.status == "ok" and "5,000 of them written by this run (not counted)" in explained.detail
     unexplained = by_key(run_checks(conn, "night-4"))[("rows", "etl_archive.polls")]
     assert unexplained.status == "error" and unexplained.figure == 5000
 
@@ -216,7 +216,7 @@ def test_a_user_row_removed_outside_the_archive(clean):
     checks = run_checks(conn, "night-3")
     assert errors(checks) == {("row_balance", "polls")}
     balance = by_key(checks)[("row_balance", "polls")]
-    assert balance.detail == "backup 1, live 0, archived 0: 1 rows removed without an archived copy"
+    assert balance.detail == "backup 1, live 0, archived 0: 1 row removed without an archived copy"
 
 
 def test_quarantine_waiting_is_a_warning_that_needs_a_person(clean):
@@ -302,7 +302,7 @@ def test_webhook_and_logging_notifiers(monkeypatch, caplog):
     (path, auth, failed), (_, _, warned) = _Hook.received
     assert (path, auth) == ("/alerts", "Bearer s3cret")
     assert failed["run_id"] == "night-9" and "orphans polls.team_id" in failed["error"]
-    assert warned["text"] == "league_import: 1 warnings need a person" and "league-import review" in warned["message"]
+    assert warned["text"] == "league_import: 1 warning needs a person" and "league-import review" in warned["message"]
     LoggingNotifier().notify(context)
 
 
@@ -319,7 +319,7 @@ def test_a_file_absent_tonight_keeps_its_rows_and_warns(conn, tmp_path):
     assert not errors(checks), [(c.subject, c.detail) for c in checks if c.status == "error"]
     absent = by_key(checks)[("freshness", f"schedule {LEAGUE}")]
     assert (absent.status, absent.figure) == ("warn", stored[0])
-    assert absent.detail.startswith(f"league {LEAGUE}: {SCHEDULE_FILE} was absent tonight; the 4931 stored")
+    assert absent.detail.startswith(f"league {LEAGUE}: {SCHEDULE_FILE} was absent tonight; the 4,931 stored")
     assert "freshness" in [c.check for c in decisions_needed(checks)]
     assert by_key(checks)[("reconcile", f"series_stats {LEAGUE}")].status == "ok"
 

@@ -199,6 +199,51 @@ def test_ids_are_kept_and_rows_that_left_are_archived(db, tmp_path):
     ]
 
 
+@pytest.mark.parametrize("churn", ["new_ids", "ids_reused"])
+def test_rows_written_again_under_new_team_ids_are_told_apart_from_changes(db, tmp_path, churn):
+    """The old system re-creates every team under a new id (or restarts the id sequence, so that
+    ids come back naming other teams): the next night writes every match and standings row again
+    on the teams' current ids. The report tells which of those are the same for the app's users
+    (the pipeline's bookkeeping), which also changed, and what was really added or removed; the
+    summary says it in those words."""
+    from helpers import night, old_etl_churn, restart_identity_churn
+
+    from league_import.demo import summarize
+    from league_import.runs import latest_run
+
+    night(db, "night-1")
+    first = one(db, "SELECT report->'upsert_teams'->'leagues'->%s FROM etl.runs WHERE run_id = 'night-1'", LEAGUE)
+    assert (first["schedule_for_users_added"], first["stats_for_users_added"], first["schedule_rewritten"]) == (
+        4931,
+        537,
+        0,
+    )
+    old_etl_churn(db) if churn == "new_ids" else restart_identity_churn(db)
+    src = copy_demo(tmp_path)
+    schedule, stats = read(src, SCHEDULE_FILE), read(src, STATS_FILE)
+    schedule[0]["time"] = "07:15 pm"
+    schedule.pop(1)
+    stats.pop(0)  # Glenbrook RC 1 stays a team: it is still in the schedule
+    write(src, SCHEDULE_FILE, schedule)
+    write(src, STATS_FILE, stats)
+    night(db, "night-2", src)
+
+    report = one(db, "SELECT report->'upsert_teams'->'leagues'->%s FROM etl.runs WHERE run_id = 'night-2'", LEAGUE)
+    for_users = {k: report[f"schedule_for_users_{k}"] for k in ("added", "changed", "removed")}
+    assert for_users == {"added": 0, "changed": 1, "removed": 1}
+    for_users = {k: report[f"stats_for_users_{k}"] for k in ("added", "changed", "removed")}
+    assert for_users == {"added": 0, "changed": 0, "removed": 1}
+    # Every match is on other ids: archived and inserted again; a standings row is found by its
+    # team's id, so where the id names another team now, the row is updated in place.
+    assert (report["schedule_created"], report["schedule_deleted"], report["schedule_updated"]) == (4930, 4931, 0)
+    stats = (report["stats_created"], report["stats_deleted"], report["stats_updated"])
+    assert stats == ((536, 537, 0) if churn == "new_ids" else (0, 1, 536))
+    assert (report["schedule_rewritten"], report["stats_rewritten"]) == (4929, 536)  # all but the three changes
+    summary = summarize(latest_run(db))
+    assert "matches 0 added, 1 changed, 1 removed; standings 0 added, 0 changed, 1 removed" in summary
+    assert f"bookkeeping, the same for users: {report['schedule_rewritten']:,} matches and" in summary
+
+
 def test_the_guard_refuses_before_writing_and_a_raised_ratio_passes(db, tmp_path):
     load(db, "night-1")
     ids = team_ids(db)

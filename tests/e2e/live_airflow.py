@@ -3,7 +3,8 @@ with PostgreSQL as the metadata database, driven over the REST API.
 
 `Airflow` starts `airflow standalone` (LocalExecutor) by default, or any list of component
 commands (the Celery tests start the scheduler, dag-processor, api-server and workers one by one);
-it stops every process it started, by process group.
+it starts and stops them as `make ui` does (league_import.ui: a process group each, every process
+it started stopped), on a free port (league_import.ui.server_env).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import sql
+
+from league_import.demo import bin_dir, on_path
+from league_import.ui import server_env, start_group, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).with_name("airflow")
@@ -65,6 +69,18 @@ def api(base: str, method: str, path: str, body: dict | None = None, token: str 
         return json.loads(response.read() or b"{}")
 
 
+def auth_token(base: str, username: str, password: str) -> str:
+    """A JWT for one of the auth manager's users (POST /auth/token), as a script logs in."""
+    request = urllib.request.Request(
+        f"{base}/auth/token",
+        method="POST",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["access_token"]
+
+
 def worker_hostname() -> str:
     """[core] hostname_callable for several Celery workers on one machine: each task instance
     records the name its worker was started with, as it would a container's hostname."""
@@ -98,17 +114,14 @@ class Airflow:
         self.token: str | None = None  # set by login(); None: the all-admins test server
         self.env = {
             **os.environ,
-            "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ['PATH']}",  # standalone starts `airflow ...`
+            "PATH": on_path(bin_dir(), os.environ["PATH"]),  # standalone starts `airflow ...`
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(pg_server, self.meta),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.base,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
+            **server_env(self.port),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # a test server on loopback only
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW_CONN_LEAGUE_DB": self.league_uri,
@@ -135,27 +148,15 @@ class Airflow:
         return self
 
     def start(self, command: list[str], env: dict | None = None) -> subprocess.Popen:
-        """Start one more component (its own process group, so it can be killed whole)."""
-        with self.log.open("a") as out:
-            process = subprocess.Popen(
-                command, env={**self.env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        """Start one more component (its own process group, so it can be stopped whole)."""
+        process = start_group(command, {**self.env, **(env or {})}, self.log)
         self.processes.append(process)
         return process
 
     def stop(self, process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # a component still shutting down: its workers would outlive it
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """`sig` to the component's group, then SIGKILL to whatever it started that outlives 30 s
+        (a component still shutting down: its workers would outlive it)."""
+        stop_group(process, grace=30, sig=sig)
 
     def kill_tree(self, process: subprocess.Popen) -> None:
         """SIGKILL a component with every process it started, as a lost machine or container loses
@@ -194,14 +195,7 @@ class Airflow:
 
     def login(self, username: str, password: str) -> None:
         """A JWT from the simple auth manager's users, sent with every later REST call."""
-        request = urllib.request.Request(
-            f"{self.base}/auth/token",
-            method="POST",
-            data=json.dumps({"username": username, "password": password}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            self.token = json.loads(response.read())["access_token"]
+        self.token = auth_token(self.base, username, password)
 
     def wait_for_dag(self, dag_id: str, unpause: bool = True) -> None:
         wait_for(f"{dag_id} to be parsed", lambda: self.api("GET", f"/dags/{dag_id}"), 180, self.log)
