@@ -9,13 +9,14 @@ from a shell whose PATH lacks .venv/bin). The tests then run in this order, as o
    succeed, on the bundled season (the demo's configured source folder);
 2. open the health_check task's "Health report" link (Details, Extra Links): the report and its
    Plotly charts, over http, behind Airflow's login; nothing outside the report folder;
-3. Ctrl-C (SIGINT to the command's process group): every process it started is gone.
+3. trigger a night that asks (its folder typed in the form): league_review asks in Required
+   Actions; a quarantined row answered with a typed team id and a suspected rename answered
+   "same team", each applied at once in the database, the first while the second still waits;
+4. Ctrl-C (SIGINT to the command's process group): every process it started is gone.
 
 Each step is a function on a `Newcomer` (the browser page logged in, the command, a REST token):
 `log_in`, `trigger_from_the_form` (the defaults, or fields to fill), `wait_for_runs`,
-`open_health_report`. A later step (answering league_review's questions in the browser: a
-quarantined row by a typed team id, a suspected rename, each applied at once) goes between 2 and 3
-as a test of its own on the same `newcomer`, using these helpers to import the night that asks.
+`open_health_report`, `question_links`.
 """
 
 from __future__ import annotations
@@ -326,6 +327,82 @@ def test_the_health_report_link_shows_the_report_and_its_charts_over_http(newcom
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(request, timeout=30)
         assert missing.value.code == 404, path
+
+
+def question_links(newcomer: Newcomer, review: str, count: int) -> dict[str, str]:
+    """The review run's questions, once `count` wait in Required Actions: item -> its page."""
+
+    def asked():
+        found = newcomer.api("GET", f"/dags/league_review/dagRuns/{review}/hitlDetails")["hitl_details"]
+        parked = [d for d in found if d["task_instance"]["state"] == "awaiting_input"]
+        return parked if len(parked) == count else None
+
+    parked = wait_for(f"{count} questions", asked, 180, newcomer.ui.home / "standalone.log")
+    with psycopg.connect(newcomer.ui.env["AIRFLOW_CONN_LEAGUE_DB"]) as conn:
+        links = dict(conn.execute("SELECT item, url_path FROM etl.review_links WHERE dag_run_id = %s", (review,)))
+    assert sorted(links) == sorted(d["task_instance"]["rendered_map_index"] for d in parked)
+    return links
+
+
+def test_questions_answered_in_the_browser_each_applied_at_once(newcomer, ui, tmp_path):
+    """A night that asks (a captain's message on a team id nobody knows, a team spelled anew),
+    triggered from the form with its folder typed in; league_review, started by the questions'
+    Asset, asks both; the message answered with a typed team id is applied while the rename still
+    waits, then the rename, applied at once too."""
+    from dag.test_league_review_dag import orphan_message, renamed_source, seed_users
+    from e2e.test_review_in_airflow import answer_in_the_browser
+
+    from league_import.review import SAME, TYPED
+
+    imported(newcomer)
+    league_db = ui.env["AIRFLOW_CONN_LEAGUE_DB"]
+    with psycopg.connect(league_db) as conn:
+        seed_users(conn, message_id=None)
+        orphan_message(conn, 104)
+    newcomer.api("PATCH", "/dags/league_review", {"is_paused": False})  # new DAGs start paused
+    source = renamed_source(tmp_path)
+    night = trigger_from_the_form(newcomer, fill={"source_dir": str(source), "max_deactivation_ratio": "1"})
+    assert wait_for_runs(newcomer, [night["dag_run_id"]]) == {night["dag_run_id"]: "success"}
+
+    def review_started():
+        runs = newcomer.api("GET", "/dags/league_review/dagRuns?limit=20")["dag_runs"]
+        return [r["dag_run_id"] for r in runs if r["run_type"] == "asset_triggered"]
+
+    (review,) = wait_for("league_review, started by the questions' Asset", review_started, 180, ui.home / "standalone.log")
+    links = question_links(newcomer, review, 2)
+    time.sleep(12)  # Airflow 3.3.2 fails a task answered in its first seconds of waiting (README)
+    with psycopg.connect(league_db) as conn:
+        team = conn.execute("SELECT id FROM teams WHERE team_name = 'Hinsdale PC I - 13 SW'").fetchone()[0]
+        old, new = (
+            conn.execute("SELECT id FROM teams WHERE team_name = %s", (name,)).fetchone()[0]
+            for name in ("Skokie 11", "Skokie Park 11")
+        )
+    message = next(item for item in links if item.startswith("quarantine:"))
+    rename = next(item for item in links if item.startswith("rename:"))
+
+    sent = answer_in_the_browser(newcomer.page, newcomer.base, links[message], TYPED, {"Team id": team})
+    assert sent.ok and sent.json()["params_input"]["team_id"] == team
+
+    def message_on(conn_uri=league_db):
+        with psycopg.connect(conn_uri) as conn:
+            return conn.execute("SELECT team_id FROM captain_messages WHERE id = 104").fetchone()
+
+    assert wait_for("the message's answer applied", message_on, 120, ui.home / "standalone.log") == (team,)
+    states = newcomer.api("GET", f"/dags/league_review/dagRuns/{review}/taskInstances?limit=50")["task_instances"]
+    waiting = [t for t in states if t["task_id"] == "question.ask" and t["state"] == "awaiting_input"]
+    assert [t["rendered_map_index"] for t in waiting] == [rename]  # applied while the rename waited
+
+    assert answer_in_the_browser(newcomer.page, newcomer.base, links[rename], SAME).ok
+
+    def merged():
+        with psycopg.connect(league_db) as conn:
+            return conn.execute("SELECT count(*) FROM teams WHERE id = %s", (new,)).fetchone()[0] == 0
+
+    wait_for("the rename's answer applied", merged, 120, ui.home / "standalone.log")
+    with psycopg.connect(league_db) as conn:
+        assert conn.execute("SELECT id FROM teams WHERE team_name = 'Skokie Park 11'").fetchone() == (old,)
+        decided = conn.execute("SELECT item, choice, decided_by FROM etl.decisions ORDER BY id").fetchall()
+    assert decided == [(message, f"{TYPED}: {team}", "airflow:admin"), (rename, SAME, "airflow:admin")]
 
 
 def alive(process: psutil.Process) -> bool:
